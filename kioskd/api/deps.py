@@ -1,0 +1,118 @@
+"""Who may call what: bearer tokens per role, a window's token for that window only."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterable
+
+from fastapi import Depends, HTTPException, Request, status
+
+from ..config import Config
+from ..queue import Queue
+
+ROLES = ("kiosk", "technician", "supervisor")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def unguarded_roles(config: Config) -> list[str]:
+    """Roles (and windows) that have no token: open on loopback, refused anywhere else."""
+    missing = [f"[auth] {role}" for role in ROLES if not getattr(config.auth, role)]
+    missing += [f"[auth.windows] \"{w.id}\"" for w in config.windows
+                if not config.auth.windows.get(w.id)]
+    return missing
+
+
+class Guard:
+    """Checks a request's bearer token against the configured ones in constant time.
+
+    A role (or a window) with no tokens configured is open to anyone: allowed
+    only on a loopback bind, which `kioskd run` enforces before it starts.
+    """
+
+    def __init__(self, config: Config):
+        auth = config.auth
+        self._tokens: list[tuple[bytes, str]] = []
+        for role in ROLES:
+            self._tokens += [(_digest(t), role) for t in getattr(auth, role)]
+        for window_id, tokens in auth.windows.items():
+            self._tokens += [(_digest(t), f"window:{window_id}") for t in tokens]
+        self._open = {role for role in ROLES if not getattr(auth, role)}
+        self._open |= {f"window:{w.id}" for w in config.windows if not auth.windows.get(w.id)}
+
+    def principals(self, token: str) -> set[str]:
+        given = _digest(token)
+        found = set()
+        for expected, principal in self._tokens:     # no early exit: same time for every token
+            if hmac.compare_digest(given, expected):
+                found.add(principal)
+        return found
+
+    def check(self, request: Request, allowed: Iterable[str]) -> set[str]:
+        allowed = set(allowed)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and (scheme.lower() != "bearer" or not token.strip()):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                "use 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not header:
+            if allowed & self._open:
+                return set()
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                f"a token is needed ({_describe(allowed)})",
+                                headers={"WWW-Authenticate": "Bearer"})
+        principals = self.principals(token.strip())
+        if not principals:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if principals & allowed or allowed & self._open:
+            return principals
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"this token is for {_describe(principals)}; "
+                            f"this needs {_describe(allowed)}")
+
+
+def _describe(principals: Iterable[str]) -> str:
+    names = sorted(p.replace("window:", "window ") for p in principals)
+    return " or ".join(names)
+
+
+def get_queue(request: Request) -> Queue:
+    return request.app.state.queue
+
+
+def roles(*allowed: str) -> Callable:
+    """A dependency admitting the given roles."""
+    def dependency(request: Request) -> set[str]:
+        return request.app.state.guard.check(request, allowed)
+    return Depends(dependency)
+
+
+def window_role(*others: str) -> Callable:
+    """A dependency admitting the clerk of the window in the path, and `others`."""
+    def dependency(request: Request, w: str) -> set[str]:
+        return request.app.state.guard.check(request, (f"window:{w}", *others))
+    return Depends(dependency)
+
+
+def any_window_or(*others: str) -> Callable:
+    """A dependency admitting any window's clerk, and `others`."""
+    def dependency(request: Request) -> set[str]:
+        config: Config = request.app.state.config
+        return request.app.state.guard.check(
+            request, (*(f"window:{w.id}" for w in config.windows), *others))
+    return Depends(dependency)

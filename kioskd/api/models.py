@@ -1,0 +1,172 @@
+"""The JSON shapes of the HTTP API (what /docs shows a front-desk developer)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from ..config import Config
+from ..queue import Queue, ServiceLoad, TicketView, WindowView
+from ..records import Event, Ticket
+
+TicketStatus = Literal["waiting", "called", "serving", "done", "no_show", "cancelled"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IssueRequest(Request):
+    service: str = Field(description="service id from GET /services", examples=["property"])
+    priority: StrictBool = Field(False, description="elderly, disabled, pregnant: served first")
+    terminal: str | None = Field(None, description="the terminal device issuing it; "
+                                 "the ticket prints on that terminal's printer")
+    print: StrictBool = Field(True, description="print the ticket (when a terminal is named)")
+
+
+class TransferRequest(Request):
+    service: str | None = Field(None, description="queue it for this service")
+    window: str | None = Field(None, description="queue it for this window only")
+
+
+class ReprintRequest(Request):
+    terminal: str | None = Field(None, description="print here instead of where it was issued")
+
+
+class PrintInfo(BaseModel):
+    device: str | None = Field(description="printer device id")
+    status: Literal["printed", "failed", "none"]
+    error: str | None = None
+
+
+class TicketOut(BaseModel):
+    id: str = Field(description="unguessable; what a QR code on the printed ticket carries")
+    number: str = Field(examples=["A012"])
+    service: str
+    service_name: str
+    status: TicketStatus
+    priority: bool
+    window: str | None = Field(description="the window it was called to")
+    window_name: str | None = None
+    target_window: str | None = Field(None, description="transferred to this window only")
+    day: str = Field(description="the hall's local date the number belongs to")
+    issued_at: str
+    called_at: str | None
+    started_at: str | None = None
+    finished_at: str | None
+    recalls: int = 0
+    transfers: int = 0
+    waiting_ahead: int | None = Field(
+        description="waiting tickets that will be called before this one; null once called")
+    est_wait_min: int | None = Field(description="estimated minutes until called")
+    print: PrintInfo
+
+    @classmethod
+    def of(cls, view: TicketView, queue: Queue) -> TicketOut:
+        t: Ticket = view.ticket
+        service = queue.config.service(t.service)
+        window = queue.config.window(t.window) if t.window else None
+        return cls(
+            id=t.id, number=t.number, service=t.service,
+            service_name=service.name if service else t.service,
+            status=t.status.value, priority=t.priority, window=t.window,
+            window_name=window.name if window else None, target_window=t.target_window,
+            day=t.day, issued_at=queue.iso(t.issued_at), called_at=queue.iso(t.called_at),
+            started_at=queue.iso(t.started_at), finished_at=queue.iso(t.finished_at),
+            recalls=t.recalls, transfers=t.transfers, waiting_ahead=view.waiting_ahead,
+            est_wait_min=view.est_wait_min,
+            print=PrintInfo(device=t.print_device, status=t.print_status.value,
+                            error=t.print_error))
+
+
+class CurrentTicket(BaseModel):
+    id: str
+    number: str
+    service: str
+    status: TicketStatus
+    called_at: str | None
+    recalls: int
+
+
+class WindowOut(BaseModel):
+    id: str
+    name: str
+    state: Literal["open", "paused", "closed"]
+    since: str
+    services: list[str] = Field(description="in the window's order of preference")
+    temporary: bool
+    board: str | None
+    current: CurrentTicket | None
+
+    @classmethod
+    def of(cls, view: WindowView, queue: Queue) -> WindowOut:
+        c = view.current
+        current = None
+        if c is not None:
+            current = CurrentTicket(id=c.id, number=c.number, service=c.service,
+                                    status=c.status.value, called_at=queue.iso(c.called_at),
+                                    recalls=c.recalls)
+        return cls(id=view.window.id, name=view.window.name, state=view.record.state.value,
+                   since=queue.iso(view.record.since), services=list(view.window.services),
+                   temporary=view.window.temporary, board=view.window.board, current=current)
+
+
+class GuideOut(BaseModel):
+    materials: list[str]
+    time_limit: str
+    fee: str
+    basis: str
+    notes: str
+
+
+class ServiceOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    code: str = Field(description="the standard item code")
+    guide: GuideOut
+    waiting: int
+    open_windows: int = Field(description="windows open now that serve it")
+    est_wait_min: int | None = Field(description="estimated wait for a ticket taken now")
+
+    @classmethod
+    def of(cls, config: Config, load: ServiceLoad) -> ServiceOut:
+        s = config.service(load.service)
+        g = s.guide
+        return cls(id=s.id, name=s.name, prefix=s.prefix, code=s.code,
+                   guide=GuideOut(materials=list(g.materials), time_limit=g.time_limit,
+                                  fee=g.fee, basis=g.basis, notes=g.notes),
+                   waiting=load.waiting, open_windows=load.open_windows,
+                   est_wait_min=load.est_wait_min)
+
+
+class ServiceLine(BaseModel):
+    id: str
+    name: str
+    waiting: int
+    open_windows: int
+    est_wait_min: int | None
+    minutes_per_ticket: float
+
+
+class QueueOut(BaseModel):
+    day: str
+    waiting: int = Field(description="all waiting tickets")
+    services: list[ServiceLine]
+    windows: list[WindowOut]
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    at: str
+    data: dict
+
+    @classmethod
+    def of(cls, event: Event, queue: Queue) -> EventOut:
+        return cls(id=event.id, type=event.type, at=queue.iso(event.at), data=event.data)
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,121 @@
+"""The FastAPI application: store, queue and bus wired together, routes mounted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .api import events as events_api
+from .api import hall, tickets, windows
+from .api.deps import Guard
+from .config import Config
+from .events import EventBus
+from .queue import Conflict, Invalid, NotFound, Queue, QueueError
+from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable
+
+log = logging.getLogger("kioskd")
+
+API = "/api/v1"
+STATUS_OF = {NotFound: 404, Conflict: 409, Invalid: 422}
+HISTORY_AT_START = 20_000
+
+
+def create_app(config: Config, store: Store | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The daemon's application. `store` and `clock` are for tests."""
+    bus = EventBus()
+    if store is None:
+        store = SQLiteStore(config.hall.data_dir / "kioskd.db")
+    store.on_commit = bus.publish
+    queue = Queue(config, store, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await store.open()
+        bus.remember(await store.transact(lambda tx: tx.events_after(
+            max(0, tx.last_event_id() - HISTORY_AT_START), HISTORY_AT_START)))
+        await queue.setup()
+        midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
+        log.info("hall %s: %d services, %d windows, store %s", config.hall.name,
+                 len(config.services), len(config.windows), getattr(store, "path", store))
+        try:
+            yield
+        finally:
+            midnight.cancel()
+            bus.close()
+            await store.close()
+            log.info("store closed cleanly")
+
+    app = FastAPI(
+        title="kioskd",
+        version="0.1.0",
+        lifespan=lifespan,
+        summary="Take-a-number queue and hall hardware for a government service hall.",
+        description=(
+            "Issue and call tickets, watch the hall live, and drive its printers, boards "
+            "and voice.\n\nAuth: `Authorization: Bearer TOKEN`. Roles: `kiosk`, "
+            "`technician`, `supervisor`, and one clerk token per window that acts for "
+            "that window only. No or unknown token on a guarded route: 401; a token of "
+            "the wrong role or another window: 403. Errors are `{\"detail\": \"...\"}`: "
+            "404 unknown ticket or window, 409 an action that makes no sense in the "
+            "current state (the queue is unchanged), 422 bad input, 503 a device or the "
+            "store unavailable."),
+    )
+    app.state.config = config
+    app.state.store = store
+    app.state.bus = bus
+    app.state.queue = queue
+    app.state.guard = Guard(config)
+
+    for router in (hall.router, tickets.router, windows.router, events_api.router):
+        app.include_router(router, prefix=API)
+
+    @app.exception_handler(QueueError)
+    async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=STATUS_OF.get(type(exc), 409))
+
+    @app.exception_handler(StoreClosed)
+    @app.exception_handler(StoreUnavailable)
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _explain(exc)}, status_code=422)
+
+    @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
+    async def healthz() -> dict:
+        await store.transact(lambda tx: None)     # the store answers, too
+        return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
+
+    return app
+
+
+def _explain(exc: RequestValidationError) -> str:
+    """One readable sentence per problem, e.g. `body.service: field required`."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            where, message = "body", f"malformed JSON ({error.get('ctx', {}).get('error', '')})"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+async def _roll_over_at_midnight(queue: Queue) -> None:
+    """Close yesterday's leftovers just after each local midnight."""
+    while True:
+        delay = queue.next_midnight(queue.clock()) - queue.clock() + 1
+        await asyncio.sleep(max(delay, 1))
+        try:
+            await queue.roll_over()
+        except Exception:
+            log.exception("day rollover failed; it runs again before the next operation")

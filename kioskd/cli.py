@@ -1,0 +1,110 @@
+"""The `kioskd` command: run the daemon, check a devices.toml."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from .config import ConfigError, check_config, load_config
+
+log = logging.getLogger("kioskd")
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kioskd", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    run.add_argument("-c", "--config", default="devices.toml", type=Path)
+    run.add_argument("--host", help="bind address (default: [server] host)")
+    run.add_argument("--port", type=int, help="port (default: [server] port)")
+    run.add_argument("--log-level", default=os.environ.get("KIOSKD_LOG_LEVEL", "info"),
+                     choices=["debug", "info", "warning", "error"])
+
+    check = commands.add_parser("check", help="validate a devices.toml without opening devices")
+    check.add_argument("-c", "--config", default="devices.toml", type=Path)
+
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args.config)
+    return _run(args)
+
+
+def _check(path: Path) -> int:
+    problems = check_config(path)
+    if problems:
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    config = load_config(path)
+    print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
+          f"{len(config.windows)} windows, {len(config.devices)} devices")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api.deps import is_loopback, unguarded_roles
+    from .app import create_app
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    unguarded = unguarded_roles(config)
+    if not is_loopback(host) and unguarded:
+        print(f"kioskd: refusing to listen on {host}: anyone on the network could act as "
+              f"{', '.join(unguarded)}. Give every role and window a token in [auth], "
+              "or bind to 127.0.0.1.", file=sys.stderr)
+        return EXIT_CONFIG
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(config)
+    server = _NotifyingServer(uvicorn.Config(
+        app, host=host, port=port, log_level=args.log_level, lifespan="on",
+        timeout_graceful_shutdown=10, access_log=False, server_header=False))
+    server.run()
+    return 0 if server.started else 1
+
+
+def _sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) how we are; a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.warning("systemd notify failed: %s", exc)
+
+
+class _NotifyingServer(uvicorn.Server):
+    """uvicorn's server, telling systemd when it is ready and when it stops."""
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            _sd_notify("READY=1")
+
+    async def shutdown(self, sockets=None) -> None:
+        _sd_notify("STOPPING=1")
+        await super().shutdown(sockets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The hall's one in-process event bus: SSE streams, boards, voice and pages read it.
+
+Events are written to the store's event log in the same transaction as the
+change they describe, so their ids increase with commit order and survive a
+restart. The bus keeps the most recent ones in memory, so a display that was
+offline for a few minutes gets what it missed from `since()` without touching
+the disk; older gaps are read back from the store by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from .records import Event
+
+log = logging.getLogger("kioskd.events")
+
+HISTORY = 20_000       # about half a busy hall's day of events
+SUBSCRIBER_BACKLOG = 2_000
+
+
+class Subscription:
+    """One reader's queue of live events. A reader that falls too far behind is
+    dropped (`lagged` is set) rather than slowing the hall; it reconnects with
+    its last id and gets the rest from history."""
+
+    def __init__(self, backlog: int = SUBSCRIBER_BACKLOG):
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=backlog)
+        self.lagged = False
+
+    def _offer(self, event: Event) -> bool:
+        try:
+            self._queue.put_nowait(event)
+            return True
+        except asyncio.QueueFull:
+            self.lagged = True
+            return False
+
+    def _end(self) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+
+    async def get(self) -> Event | None:
+        """The next event, or None once the subscription has ended."""
+        return await self._queue.get()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self.get()) is not None:
+            yield event
+
+
+class EventBus:
+    """Publish committed events to live subscribers; remember recent ones."""
+
+    def __init__(self, history: int = HISTORY):
+        self._history: deque[Event] = deque(maxlen=history)
+        self._subscribers: set[Subscription] = set()
+        self.last_id = 0
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Called on the event loop, in commit order."""
+        for event in events:
+            if event.id <= self.last_id:
+                continue
+            self.last_id = event.id
+            self._history.append(event)
+            for sub in list(self._subscribers):
+                if not sub._offer(event):
+                    log.warning("events: a subscriber fell %d events behind; dropping it",
+                                SUBSCRIBER_BACKLOG)
+                    self._subscribers.discard(sub)
+                    sub._end()
+
+    def remember(self, events: Iterable[Event]) -> None:
+        """Seed history at start-up (from the store) without notifying anyone."""
+        for event in events:
+            if event.id > self.last_id:
+                self._history.append(event)
+                self.last_id = event.id
+
+    def since(self, last_id: int) -> list[Event] | None:
+        """Events after `last_id`, or None when history no longer reaches back that far."""
+        if last_id >= self.last_id:
+            return []
+        if not self._history or self._history[0].id > last_id + 1:
+            return None
+        return [e for e in self._history if e.id > last_id]
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        sub = Subscription()
+        self._subscribers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """End every subscription (shutdown): streams finish instead of hanging."""
+        for sub in list(self._subscribers):
+            sub._end()
+        self._subscribers.clear()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

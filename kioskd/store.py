@@ -1,0 +1,430 @@
+"""Durable state: tickets, windows, number sequences and the event log, in SQLite (WAL).
+
+The engine never sees SQL. It hands the store a function of one transaction
+(`await store.transact(fn)`); `fn(tx)` reads and writes through the small `Tx`
+interface below and runs on the store's own writer thread. Every answer the
+engine gives is committed (WAL, synchronous=FULL: on disk) before it returns.
+
+Group commit: functions queued while a commit is under way run together in the
+next transaction, each inside its own savepoint, so one fsync covers them all
+while a failing function rolls back only its own writes. One writer thread also
+means two windows calling at the same instant are served one after the other.
+A PostgreSQL store for halls that outgrow one machine implements the same
+`Store` and `Tx` with row locks in place of the single writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from .records import Event, PrintStatus, Status, Ticket, WindowRecord, WindowState
+
+log = logging.getLogger("kioskd.store")
+
+T = TypeVar("T")
+MAX_BATCH = 128
+
+
+class StoreClosed(RuntimeError):
+    """The store was closed before the work could run."""
+
+
+class Tx(Protocol):
+    """What the queue engine may do inside one transaction."""
+
+    def next_sequence(self, day: str, prefix: str) -> int: ...
+    def insert_ticket(self, ticket: Ticket) -> None: ...
+    def update_ticket(self, ticket: Ticket) -> None: ...
+    def ticket(self, ticket_id: str) -> Ticket | None: ...
+    def ticket_by_number(self, day: str, number: str) -> Ticket | None: ...
+    def first_waiting(self, services: Sequence[str], window: str) -> Ticket | None: ...
+    def waiting_line(self, service: str, priority: bool) -> list[Ticket]: ...
+    def count_ahead(self, ticket: Ticket) -> int: ...
+    def waiting_counts(self) -> dict[str, int]: ...
+    def waiting_before(self, day: str) -> list[Ticket]: ...
+    def at_window_before(self, day: str) -> list[Ticket]: ...
+    def recent_service_seconds(self, service: str, since: float, limit: int) -> list[float]: ...
+    def window(self, window_id: str) -> WindowRecord | None: ...
+    def windows(self) -> list[WindowRecord]: ...
+    def save_window(self, record: WindowRecord) -> None: ...
+    def emit(self, type: str, at: float, data: dict[str, Any]) -> Event: ...
+    def events_after(self, after_id: int, limit: int) -> list[Event]: ...
+    def last_event_id(self) -> int: ...
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def transact(self, fn: Callable[[Tx], T]) -> T: ...
+
+
+# Each entry brings the schema from the version before it to its own number.
+MIGRATIONS: list[str] = [
+    # 1: the first release
+    """
+    CREATE TABLE tickets (
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL UNIQUE,
+        day           TEXT NOT NULL,
+        number        TEXT NOT NULL,
+        service       TEXT NOT NULL,
+        priority      INTEGER NOT NULL,
+        status        TEXT NOT NULL,
+        issued_at     REAL NOT NULL,
+        queue_at      REAL NOT NULL,
+        window_id     TEXT,
+        target_window TEXT,
+        called_at     REAL,
+        started_at    REAL,
+        finished_at   REAL,
+        recalls       INTEGER NOT NULL DEFAULT 0,
+        transfers     INTEGER NOT NULL DEFAULT 0,
+        terminal      TEXT,
+        print_device  TEXT,
+        print_status  TEXT NOT NULL DEFAULT 'none',
+        print_error   TEXT,
+        closed_by     TEXT,
+        UNIQUE (day, number)
+    );
+    -- Only waiting tickets are in this index, so call-next reads a few
+    -- hundred entries whether the table holds a day or a year.
+    CREATE INDEX tickets_waiting ON tickets (priority DESC, queue_at, seq)
+        WHERE status = 'waiting';
+    CREATE INDEX tickets_at_window ON tickets (day) WHERE status IN ('called', 'serving');
+    CREATE INDEX tickets_done ON tickets (service, finished_at) WHERE status = 'done';
+    CREATE TABLE sequences (
+        day    TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        last   INTEGER NOT NULL,
+        PRIMARY KEY (day, prefix)
+    ) WITHOUT ROWID;
+    CREATE TABLE windows (
+        id      TEXT PRIMARY KEY,
+        state   TEXT NOT NULL,
+        current TEXT,
+        since   REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id   INTEGER PRIMARY KEY AUTOINCREMENT,
+        at   REAL NOT NULL,
+        type TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    """,
+]
+
+_TICKET_COLUMNS = {
+    "seq": "seq", "id": "id", "day": "day", "number": "number", "service": "service",
+    "priority": "priority", "status": "status", "issued_at": "issued_at",
+    "queue_at": "queue_at", "window": "window_id", "target_window": "target_window",
+    "called_at": "called_at", "started_at": "started_at", "finished_at": "finished_at",
+    "recalls": "recalls", "transfers": "transfers", "terminal": "terminal",
+    "print_device": "print_device", "print_status": "print_status",
+    "print_error": "print_error", "closed_by": "closed_by",
+}
+assert set(_TICKET_COLUMNS) == {f.name for f in fields(Ticket)}
+_SELECT_TICKET = "SELECT " + ", ".join(_TICKET_COLUMNS.values()) + " FROM tickets"
+_WRITE_FIELDS = [f for f in _TICKET_COLUMNS if f != "seq"]
+
+
+def _ticket(row: sqlite3.Row | None) -> Ticket | None:
+    if row is None:
+        return None
+    values = dict(zip(_TICKET_COLUMNS, row))
+    values["priority"] = bool(values["priority"])
+    values["status"] = Status(values["status"])
+    values["print_status"] = PrintStatus(values["print_status"])
+    return Ticket(**values)
+
+
+def _params(ticket: Ticket) -> list[Any]:
+    return [getattr(ticket, name) for name in _WRITE_FIELDS]
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(id=row[0], at=row[1], type=row[2], data=json.loads(row[3]))
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version now in place."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema v{version} is newer than this kioskd (v{len(MIGRATIONS)})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        log.info("store: migrating schema to v%d", number)
+        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+    return len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection set up the one way kioskd uses SQLite: WAL, durable commits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SQLiteTx:
+    """The `Tx` of one SQLite transaction; collects the events it writes."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.events: list[Event] = []
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> Ticket | None:
+        return _ticket(self.conn.execute(sql, tuple(params)).fetchone())
+
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Ticket]:
+        return [_ticket(r) for r in self.conn.execute(sql, tuple(params)).fetchall()]
+
+    def next_sequence(self, day: str, prefix: str) -> int:
+        row = self.conn.execute(
+            "INSERT INTO sequences (day, prefix, last) VALUES (?, ?, 1) "
+            "ON CONFLICT (day, prefix) DO UPDATE SET last = last + 1 RETURNING last",
+            (day, prefix)).fetchone()
+        return row[0]
+
+    def insert_ticket(self, ticket: Ticket) -> None:
+        cols = ", ".join(_TICKET_COLUMNS[f] for f in _WRITE_FIELDS)
+        marks = ", ".join("?" for _ in _WRITE_FIELDS)
+        cur = self.conn.execute(f"INSERT INTO tickets ({cols}) VALUES ({marks})", _params(ticket))
+        ticket.seq = cur.lastrowid
+
+    def update_ticket(self, ticket: Ticket) -> None:
+        sets = ", ".join(f"{_TICKET_COLUMNS[f]} = ?" for f in _WRITE_FIELDS)
+        self.conn.execute(f"UPDATE tickets SET {sets} WHERE seq = ?", [*_params(ticket), ticket.seq])
+
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        return self._one(f"{_SELECT_TICKET} WHERE id = ?", (ticket_id,))
+
+    def ticket_by_number(self, day: str, number: str) -> Ticket | None:
+        return self._one(f"{_SELECT_TICKET} WHERE day = ? AND number = ?", (day, number))
+
+    def first_waiting(self, services: Sequence[str], window: str) -> Ticket | None:
+        marks = ", ".join("?" for _ in services) or "NULL"
+        return self._one(
+            f"{_SELECT_TICKET} INDEXED BY tickets_waiting WHERE status = 'waiting' AND "
+            f"((target_window IS NULL AND service IN ({marks})) OR target_window = ?) "
+            "ORDER BY priority DESC, queue_at, seq LIMIT 1", (*services, window))
+
+    def waiting_line(self, service: str, priority: bool) -> list[Ticket]:
+        return self._all(
+            f"{_SELECT_TICKET} INDEXED BY tickets_waiting WHERE status = 'waiting' "
+            "AND target_window IS NULL AND service = ? AND priority = ? "
+            "ORDER BY priority DESC, queue_at, seq", (service, int(priority)))
+
+    def count_ahead(self, ticket: Ticket) -> int:
+        if ticket.target_window is None:
+            scope, scope_params = "target_window IS NULL AND service = ?", (ticket.service,)
+        else:
+            scope, scope_params = "target_window = ?", (ticket.target_window,)
+        p, q, s = int(ticket.priority), ticket.queue_at, ticket.seq
+        return self.conn.execute(
+            "SELECT count(*) FROM tickets INDEXED BY tickets_waiting "
+            f"WHERE status = 'waiting' AND {scope} AND "
+            "(priority > ? OR (priority = ? AND (queue_at < ? OR (queue_at = ? AND seq < ?))))",
+            (*scope_params, p, p, q, q, s)).fetchone()[0]
+
+    def waiting_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT service, count(*) FROM tickets INDEXED BY tickets_waiting "
+            "WHERE status = 'waiting' GROUP BY service").fetchall()
+        return dict(rows)
+
+    def waiting_before(self, day: str) -> list[Ticket]:
+        return self._all(
+            f"{_SELECT_TICKET} INDEXED BY tickets_waiting WHERE status = 'waiting' AND day < ?",
+            (day,))
+
+    def at_window_before(self, day: str) -> list[Ticket]:
+        return self._all(
+            f"{_SELECT_TICKET} INDEXED BY tickets_at_window "
+            "WHERE status IN ('called', 'serving') AND day < ?", (day,))
+
+    def recent_service_seconds(self, service: str, since: float, limit: int) -> list[float]:
+        rows = self.conn.execute(
+            "SELECT finished_at - coalesce(started_at, called_at) FROM tickets "
+            "INDEXED BY tickets_done WHERE status = 'done' AND service = ? AND finished_at >= ? "
+            "ORDER BY finished_at DESC LIMIT ?", (service, since, limit)).fetchall()
+        return [r[0] for r in rows if r[0] is not None]
+
+    def window(self, window_id: str) -> WindowRecord | None:
+        row = self.conn.execute(
+            "SELECT id, state, current, since FROM windows WHERE id = ?", (window_id,)).fetchone()
+        return WindowRecord(row[0], WindowState(row[1]), row[2], row[3]) if row else None
+
+    def windows(self) -> list[WindowRecord]:
+        rows = self.conn.execute("SELECT id, state, current, since FROM windows").fetchall()
+        return [WindowRecord(r[0], WindowState(r[1]), r[2], r[3]) for r in rows]
+
+    def save_window(self, record: WindowRecord) -> None:
+        self.conn.execute(
+            "INSERT INTO windows (id, state, current, since) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
+            "current = excluded.current, since = excluded.since",
+            (record.id, record.state.value, record.current, record.since))
+
+    def emit(self, type: str, at: float, data: dict[str, Any]) -> Event:
+        cur = self.conn.execute(
+            "INSERT INTO events (at, type, data) VALUES (?, ?, ?)",
+            (at, type, json.dumps(data, ensure_ascii=False, separators=(",", ":"))))
+        event = Event(id=cur.lastrowid, type=type, at=at, data=data)
+        self.events.append(event)
+        return event
+
+    def events_after(self, after_id: int, limit: int) -> list[Event]:
+        rows = self.conn.execute(
+            "SELECT id, at, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit)).fetchall()
+        return [_event(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file, one writer thread, group commit.
+
+    `on_commit(events)` is called on the event loop, in commit order, with the
+    events each batch wrote, before the callers' awaits return.
+    """
+
+    def __init__(self, path: Path, on_commit: Callable[[list[Event]], None] | None = None):
+        self.path = Path(path)
+        self.on_commit = on_commit
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        conn = await asyncio.to_thread(connect, self.path)
+        await asyncio.to_thread(migrate, conn)
+        self._conn = conn
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="kioskd-store", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._closing = True
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(self._close_connection, conn)
+
+    @staticmethod
+    def _close_connection(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+
+    async def transact(self, fn: Callable[[Tx], T]) -> T:
+        if self._thread is None or self._closing:
+            raise StoreClosed("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, future, loop))
+        return await future
+
+    # -- the writer thread -------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        stop = False
+        while not stop:
+            job = self._jobs.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < MAX_BATCH:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit_batch(conn, batch)
+        # Anyone still queued after close is told so rather than left waiting.
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                _, future, loop = job
+                loop.call_soon_threadsafe(_settle, future, None, StoreClosed("the store is closed"))
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> None:
+        tx = SQLiteTx(conn)
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, _, _ in batch:
+                mark = len(tx.events)
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(tx)
+                except Exception as exc:  # the job's own error: undo its writes only
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    del tx.events[mark:]
+                    outcomes.append((None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("store: commit of %d operations failed: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"the database could not commit: {exc}")
+            outcomes = [(None, failure) for _ in batch]
+            tx.events.clear()
+        events = list(tx.events)
+        by_loop: dict[Any, list] = {}
+        for (_, future, loop), (result, error) in zip(batch, outcomes):
+            by_loop.setdefault(loop, []).append((future, result, error))
+        for loop, settled in by_loop.items():   # one loop in a daemon; tests may have more
+            loop.call_soon_threadsafe(self._deliver, events, settled)
+            events = []
+
+    def _deliver(self, events: list[Event], settled: list) -> None:
+        if events and self.on_commit is not None:
+            try:
+                self.on_commit(events)
+            except Exception:  # a subscriber's fault must not lose an answer
+                log.exception("store: on_commit handler failed")
+        for future, result, error in settled:
+            _settle(future, result, error)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database refused a commit (disk full, I/O error); nothing was written."""
+
+
+def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,79 @@
+"""Shared fixtures: a small hall built in code, a clock the test moves, a store on disk."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window
+from kioskd.queue import Queue
+from kioskd.store import SQLiteStore
+
+TZ = ZoneInfo("Asia/Shanghai")
+OPENING = datetime(2026, 11, 30, 9, 0, tzinfo=TZ).timestamp()   # a Monday, 9:00
+
+
+class Clock:
+    """Hall time that moves only when the test says so."""
+
+    def __init__(self, start: float = OPENING):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0) -> None:
+        self.now += seconds + 60 * minutes + 3600 * hours
+
+
+def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
+    """不动产 (A), 企业开办 (B), 社保 (C); windows 1-2 comprehensive, 3 social security,
+    4 property only, 9 temporary."""
+    return Config(
+        hall=Hall(name="测试政务服务中心", timezone="Asia/Shanghai", data_dir=data_dir,
+                  number_width=3, readmit_within_min=30, readmit_after=2),
+        auth=auth or Auth(),
+        services=(
+            Service("property", "不动产登记", "A", "640100-001-01",
+                    Guide(("不动产权属证书", "申请人身份证明"), "5个工作日", "不收费"), 10.0),
+            Service("business", "企业开办", "B", "640100-002-01",
+                    Guide(("营业执照申请书",), "1个工作日", "不收费"), 6.0),
+            Service("social", "社保业务", "C", "640100-003-01", Guide(), 4.0),
+        ),
+        windows=(
+            Window("1", "1号窗口", ("property", "business")),
+            Window("2", "2号窗口", ("business", "property")),
+            Window("3", "3号窗口", ("social",)),
+            Window("4", "4号窗口", ("property",)),
+            Window("9", "临时窗口", ("property", "business", "social"), temporary=True),
+        ),
+        devices={
+            "printer_1": Device("printer_1", "escpos", {"connection": "tcp://127.0.0.1:9"}),
+            "kiosk_1": Device("kiosk_1", "terminal", {"printer": "printer_1"}),
+        },
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def hall_config(tmp_path: Path) -> Config:
+    return small_hall(tmp_path / "var")
+
+
+@pytest.fixture
+async def queue(hall_config: Config, clock: Clock):
+    """An open queue over a real SQLite file."""
+    store = SQLiteStore(hall_config.hall.data_dir / "kioskd.db")
+    q = Queue(hall_config, store, clock)
+    await store.open()
+    await q.setup()
+    yield q
+    await store.close()
