@@ -90,6 +90,10 @@ def create_app(config: Config, store: Store | None = None,
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _explain(exc)}, status_code=422)
 
+    @app.get("/livez", tags=["operations"], summary="The process answers (touches nothing)")
+    async def livez() -> dict:
+        return {"status": "ok"}
+
     @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
     async def healthz() -> dict:
         await store.transact(lambda tx: None)     # the store answers, too
