@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import datetime as _dt
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
 class ConfigError(Exception):
@@ -91,3 +98,606 @@ class Config:
 
     def window(self, window_id: str) -> Window | None:
         return next((w for w in self.windows if w.id == window_id), None)
+
+
+# ---------------------------------------------------------------------------
+# Loading and validation
+# ---------------------------------------------------------------------------
+
+KNOWN_DRIVERS = frozenset({"escpos", "modbus_digits", "framed_text", "voice", "terminal"})
+BOARD_DRIVERS = frozenset({"modbus_digits", "framed_text"})   # what a window's `board` may name
+PRINTER_DRIVERS = frozenset({"escpos"})                        # what a terminal's printer may name
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
+
+# Problems come out in this order, whatever order the tables had in the file.
+_SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "windows": 4, "devices": 5}
+
+_HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after")
+_SERVER_KEYS = ("host", "port")
+_AUTH_ROLES = ("kiosk", "technician", "supervisor")
+_SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min")
+_GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes")
+_WINDOW_KEYS = ("id", "name", "services", "board", "temporary")
+_TERMINAL_KEYS = ("driver", "printer", "fallback_printer")
+
+# ${NAME} expands from the environment; $${ is a literal ${; any other ${ is malformed.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a devices.toml; raise ConfigError listing every problem at once.
+
+    `env` is where `${VAR}` references are looked up (os.environ when None).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line}: not valid UTF-8 (save the file as UTF-8)"]) from None
+    config = loads_config(text, base_dir=path.absolute().parent, env=env, source=str(path))
+    return replace(config, path=path.absolute())
+
+
+def loads_config(
+    text: str,
+    *,
+    base_dir: str | Path = ".",
+    env: Mapping[str, str] | None = None,
+    source: str = "<string>",
+) -> Config:
+    """Validate devices.toml text; relative paths resolve against `base_dir`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_problem(source, exc)]) from None
+    reader = _Reader(os.environ if env is None else env, Path(base_dir).absolute())
+    config = reader.read(data)
+    if reader.problems:
+        raise ConfigError(reader.sorted_problems())
+    assert config is not None
+    return config
+
+
+def check_config(path: str | Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """The problems `kioskd check` prints, one line each; empty when the file is valid."""
+    try:
+        load_config(path, env=env)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
+def _syntax_problem(source: str, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.S)
+    if match:
+        what, line, column = match.groups()
+        return f"{source}: line {line}, column {column}: invalid TOML: {what}"
+    return f"{source}: invalid TOML: {message}"
+
+
+# -- the reader ---------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _kind(value: Any) -> str:
+    """The TOML name of a parsed value's type, for messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, _dt.datetime):
+        return "date-time"
+    if isinstance(value, _dt.date):
+        return "date"
+    if isinstance(value, _dt.time):
+        return "time"
+    return type(value).__name__
+
+
+def _table_label(parent: str, key: str) -> str:
+    """`[devices.printer_1]`, or `[devices."odd id"]` when the key is not a bare TOML key."""
+    shown = key if ID_PATTERN.fullmatch(key) else '"' + key.replace('"', '\\"') + '"'
+    return f"[{parent}.{shown}]" if parent else f"[{shown}]"
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Reader:
+    """Walks the parsed TOML once, building typed objects and collecting every problem."""
+
+    def __init__(self, env: Mapping[str, str], base_dir: Path):
+        self.env = env
+        self.base_dir = base_dir
+        self.problems: list[tuple[int, int, str]] = []
+        # Every id written in the file, including entries dropped for their own problems:
+        # a reference to one of those is not reported again as a dangling reference.
+        self.ids_in_file: dict[str, set[str]] = {"services": set(), "windows": set(), "devices": set()}
+
+    # -- problems -----------------------------------------------------------
+
+    def problem(self, label: str, key: str | None, message: str) -> None:
+        section = label.strip("[").split(".")[0].split(" ")[0].split("]")[0]
+        order = _SECTION_ORDER.get(section, -1)   # unknown tables first: often the cause of the rest
+        where = f"{label} {key}" if key is not None else label
+        self.problems.append((order, len(self.problems), f"{where}: {message}"))
+
+    def sorted_problems(self) -> list[str]:
+        return [text for _, _, text in sorted(self.problems)]
+
+    # -- whole file ---------------------------------------------------------
+
+    def read(self, data: dict[str, Any]) -> Config | None:
+        for key, value in data.items():
+            if key in _SECTION_ORDER:
+                continue
+            if isinstance(value, dict):
+                self.problem(_table_label("", key), None, "unknown table" + _suggest(key, _SECTION_ORDER))
+            else:
+                self.problem("(top level)", None, f"unknown key '{key}'; keys belong in a table "
+                                                  "such as [hall] or [server]")
+
+        hall = self.read_hall(data.get("hall", _MISSING))
+        server = self.read_server(data.get("server", _MISSING))
+        services = self.read_services(data.get("services", _MISSING))
+        devices = self.read_devices(data.get("devices", _MISSING))
+        windows = self.read_windows(data.get("windows", _MISSING), services, devices)
+        auth = self.read_auth(data.get("auth", _MISSING), windows)
+        if self.problems or hall is None:
+            return None
+        return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
+                      windows=tuple(windows.values()), devices=devices)
+
+    def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
+        if value is _MISSING:
+            if required:
+                self.problem(label, None, "missing table")
+            return None if required else _Table(self, label, {})
+        if not isinstance(value, dict):
+            self.problem(label, None, f"expected a table, got {_kind(value)}")
+            return None
+        return _Table(self, label, value)
+
+    def array_of_tables(self, name: str, value: Any) -> list[Any]:
+        if value is _MISSING:
+            return []
+        if isinstance(value, dict):
+            self.problem(f"[{name}]", None,
+                         f"expected an array of tables — write each entry as [[{name}]] with an id key")
+            return []
+        if not isinstance(value, list):
+            self.problem(f"[{name}]", None, f"expected an array of tables ([[{name}]]), got {_kind(value)}")
+            return []
+        return value
+
+    # -- [hall], [server] ---------------------------------------------------
+
+    def read_hall(self, value: Any) -> Hall | None:
+        t = self.table("[hall]", value, required=True)
+        if t is None:
+            return None
+        defaults = Hall(name="")
+        name = t.string("name", required=True)
+        timezone = t.string("timezone", defaults.timezone)
+        if timezone is not None and not _zone_exists(timezone):
+            t.problem("timezone", f"unknown time zone '{timezone}'" + _zone_hint(timezone))
+        data_dir = t.string("data_dir", str(defaults.data_dir))
+        hall = Hall(
+            name=name or "",
+            timezone=timezone or defaults.timezone,
+            data_dir=self.resolve(data_dir or str(defaults.data_dir)),
+            number_width=t.integer("number_width", defaults.number_width, low=1, high=6),
+            readmit_within_min=t.integer("readmit_within_min", defaults.readmit_within_min, low=0),
+            readmit_after=t.integer("readmit_after", defaults.readmit_after, low=0),
+        )
+        t.finish(_HALL_KEYS)
+        return hall if name is not None else None
+
+    def resolve(self, raw: str) -> Path:
+        return Path(os.path.normpath(self.base_dir / raw))
+
+    def read_server(self, value: Any) -> Server:
+        t = self.table("[server]", value)
+        if t is None:
+            return Server()
+        server = Server(
+            host=t.string("host", Server.host) or Server.host,
+            port=t.integer("port", Server.port, low=1, high=65535),
+        )
+        t.finish(_SERVER_KEYS)
+        return server
+
+    # -- [[services]] -------------------------------------------------------
+
+    def read_services(self, value: Any) -> dict[str, Service]:
+        services: dict[str, Service] = {}
+        first_at: dict[str, int] = {}
+        prefix_owner: dict[str, str] = {}
+        for position, entry in enumerate(self.array_of_tables("services", value), start=1):
+            service_id, label = self.entry_id("services", "service", position, entry, first_at)
+            t = self.table(label, entry)
+            if t is None:
+                continue
+            name = t.string("name", required=True)
+            prefix = t.string("prefix", required=True)
+            if prefix is not None:
+                if not PREFIX_PATTERN.fullmatch(prefix):
+                    t.problem("prefix", f"'{prefix}' must be 1 or 2 uppercase letters A-Z")
+                elif prefix in prefix_owner:
+                    t.problem("prefix", f"'{prefix}' is already used by service {prefix_owner[prefix]}")
+                else:
+                    prefix_owner[prefix] = f"'{service_id}'" if service_id else f"#{position}"
+            code = t.string("code", required=True)
+            minutes = t.number("service_time_min", 5.0, above=0)
+            t.finish(_SERVICE_KEYS)
+            guide = self.read_guide(f"{label[:-1]}.guide]", t.raw("guide"))
+            if service_id is None:
+                continue
+            first_at[service_id] = position
+            services[service_id] = Service(id=service_id, name=name or "", prefix=prefix or "",
+                                           code=code or "", guide=guide, service_time_min=minutes)
+        return services
+
+    def read_guide(self, label: str, value: Any) -> Guide:
+        t = self.table(label, value)
+        if t is None:
+            return Guide()
+        guide = Guide(
+            materials=t.strings("materials", ()) or (),
+            time_limit=t.string("time_limit", "", allow_empty=True) or "",
+            fee=t.string("fee", "", allow_empty=True) or "",
+            basis=t.string("basis", "", allow_empty=True) or "",
+            notes=t.string("notes", "", allow_empty=True) or "",
+        )
+        t.finish(_GUIDE_KEYS)
+        return guide
+
+    def entry_id(self, section: str, noun: str, position: int, entry: Any,
+                 taken: Mapping[str, int]) -> tuple[str | None, str]:
+        """The id of one [[services]]/[[windows]] entry and the label its problems carry.
+
+        An entry without a usable id, or repeating an earlier id, is labelled by its
+        position (`[windows #3]`) so its problems cannot be mistaken for another entry's.
+        """
+        fallback = f"[{section} #{position}]"
+        if not isinstance(entry, dict):
+            return None, fallback
+        if isinstance(entry.get("id"), (str, int)):
+            self.ids_in_file[section].add(str(entry["id"]))
+        if "id" not in entry:
+            self.problem(fallback, None, "missing key 'id'")
+            return None, fallback
+        raw = entry["id"]
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            self.problem(fallback, "id", f'expected a string, got integer; quote it: id = "{raw}"')
+            return None, fallback
+        if not isinstance(raw, str):
+            self.problem(fallback, "id", f"expected a string, got {_kind(raw)}")
+            return None, fallback
+        value = self.expand(fallback, "id", raw)
+        if value is None:
+            return None, fallback
+        if not ID_PATTERN.fullmatch(value):
+            self.problem(fallback, "id", f"{noun} id '{value}' may only contain "
+                                         "letters A-Z a-z, digits, '_' and '-'")
+            return None, fallback
+        if value in taken:
+            self.problem(fallback, "id", f"duplicate {noun} id '{value}' (entry {taken[value]} has it too)")
+            return None, fallback
+        return value, f"[{section}.{value}]"
+
+    # -- [devices.ID] -------------------------------------------------------
+
+    def read_devices(self, value: Any) -> dict[str, Device]:
+        t = self.table("[devices]", value)
+        if t is None:
+            return {}
+        devices: dict[str, Device] = {}
+        self.ids_in_file["devices"] = set(t.data)
+        pending_terminals: list[tuple[_Table, str]] = []
+        for device_id, entry in t.data.items():
+            label = _table_label("devices", device_id)
+            valid_id = bool(ID_PATTERN.fullmatch(device_id))
+            if not valid_id:
+                self.problem(label, None, f"device id '{device_id}' may only contain "
+                                          "letters A-Z a-z, digits, '_' and '-'")
+            d = self.table(label, entry)
+            if d is None:
+                continue
+            driver = d.string("driver", required=True)
+            if driver is not None and driver not in KNOWN_DRIVERS:
+                d.problem("driver", f"unknown driver '{driver}'{_suggest(driver, KNOWN_DRIVERS)}; "
+                                    f"known drivers: {', '.join(sorted(KNOWN_DRIVERS))}")
+            if driver == "terminal":
+                pending_terminals.append((d, device_id))
+                options: dict[str, Any] = {}
+            else:
+                # Per-driver option schemas arrive with the device layer; until then the
+                # options are kept as written, with ${VAR} expanded.
+                options = {key: self.expand_any(label, key, raw)
+                           for key, raw in d.data.items() if key != "driver"}
+            if valid_id and driver is not None:
+                devices[device_id] = Device(id=device_id, driver=driver, options=options)
+        for d, device_id in pending_terminals:
+            options = {}
+            for key, required in (("printer", True), ("fallback_printer", False)):
+                printer = d.string(key, required=required)
+                if printer is not None and self.check_device(d, key, printer, devices, PRINTER_DRIVERS,
+                                                              "an escpos printer"):
+                    options[key] = printer
+            if options.get("fallback_printer") and options.get("fallback_printer") == options.get("printer"):
+                d.problem("fallback_printer", "is the same device as printer")
+            d.finish(_TERMINAL_KEYS)
+            if device_id in devices:
+                devices[device_id] = replace(devices[device_id], options=options)
+        return devices
+
+    def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
+                     drivers: frozenset[str], what: str) -> bool:
+        device = devices.get(device_id)
+        if device is None and device_id in self.ids_in_file["devices"]:
+            return False   # exists, but broken: its own problems are already reported
+        if device is None:
+            t.problem(key, f"unknown device '{device_id}'" + _suggest(device_id, devices))
+            return False
+        if device.driver in KNOWN_DRIVERS and device.driver not in drivers:
+            article = "an" if device.driver[0] in "aeiou" else "a"
+            t.problem(key, f"device '{device_id}' is {article} {device.driver} device, not {what}")
+            return False
+        return True
+
+    # -- [[windows]] --------------------------------------------------------
+
+    def read_windows(self, value: Any, services: dict[str, Service],
+                     devices: dict[str, Device]) -> dict[str, Window]:
+        windows: dict[str, Window] = {}
+        first_at: dict[str, int] = {}
+        for position, entry in enumerate(self.array_of_tables("windows", value), start=1):
+            window_id, label = self.entry_id("windows", "window", position, entry, first_at)
+            t = self.table(label, entry)
+            if t is None:
+                continue
+            name = t.string("name", required=True)
+            served = t.strings("services", required=True)
+            if served is not None:
+                if not served:
+                    t.problem("services", "is empty; a window must serve at least one service")
+                seen: set[str] = set()
+                for service_id in served:
+                    if service_id in seen:
+                        t.problem("services", f"'{service_id}' is listed twice")
+                    elif service_id not in services and service_id not in self.ids_in_file["services"]:
+                        t.problem("services", f"unknown service '{service_id}'"
+                                              + _suggest(service_id, services))
+                    seen.add(service_id)
+            board = t.string("board")
+            if board is not None:
+                self.check_device(t, "board", board, devices, BOARD_DRIVERS,
+                                  "a call board (" + " or ".join(sorted(BOARD_DRIVERS)) + ")")
+            temporary = t.boolean("temporary", False)
+            t.finish(_WINDOW_KEYS)
+            if window_id is None:
+                continue
+            first_at[window_id] = position
+            windows[window_id] = Window(id=window_id, name=name or "", services=served or (),
+                                        board=board, temporary=temporary)
+        return windows
+
+    # -- [auth] -------------------------------------------------------------
+
+    def read_auth(self, value: Any, windows: dict[str, Window]) -> Auth:
+        t = self.table("[auth]", value)
+        if t is None:
+            return Auth()
+        roles = {role: self.tokens(t, role) for role in _AUTH_ROLES}
+        per_window: dict[str, tuple[str, ...]] = {}
+        w = self.table("[auth.windows]", t.raw("windows"))
+        if w is not None:
+            for window_id in w.data:
+                tokens = self.tokens(w, window_id)
+                if window_id not in windows and window_id not in self.ids_in_file["windows"]:
+                    w.problem(window_id, f"unknown window '{window_id}'" + _suggest(window_id, windows))
+                per_window[window_id] = tokens
+        t.finish(_AUTH_ROLES + ("windows",))
+        return Auth(kiosk=roles["kiosk"], technician=roles["technician"],
+                    supervisor=roles["supervisor"], windows=per_window)
+
+    def tokens(self, t: _Table, key: str) -> tuple[str, ...]:
+        tokens = t.strings(key, ()) or ()
+        for token in tokens:
+            if not token.strip():
+                t.problem(key, "empty token (an unset or empty variable?)")
+        return tokens
+
+    # -- ${VAR} -------------------------------------------------------------
+
+    def expand(self, label: str, key: str, text: str) -> str | None:
+        """Expand ${VAR} references; None (after reporting) when one cannot be expanded."""
+        ok = True
+
+        def substitute(match: re.Match[str]) -> str:
+            nonlocal ok
+            whole, name = match.group(0), match.group(1)
+            if whole == "$${":
+                return "${"
+            if name is None:
+                self.problem(label, key, "malformed ${...}: write ${NAME} with letters, digits "
+                                         "and '_' (or $${ for a literal ${)")
+                ok = False
+                return whole
+            if name not in self.env:
+                self.problem(label, key, f"${{{name}}} is not set")
+                ok = False
+                return whole
+            return self.env[name]
+
+        result = _ENV_REF.sub(substitute, text)
+        return result if ok else None
+
+    def expand_any(self, label: str, key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            expanded = self.expand(label, key, value)
+            return value if expanded is None else expanded
+        if isinstance(value, list):
+            return [self.expand_any(label, key, item) for item in value]
+        if isinstance(value, dict):
+            return {k: self.expand_any(label, f"{key}.{k}", v) for k, v in value.items()}
+        return value
+
+
+class _Table:
+    """One TOML table being read, with typed getters that report instead of raising."""
+
+    def __init__(self, reader: _Reader, label: str, data: dict[str, Any]):
+        self.reader = reader
+        self.label = label
+        self.data = data
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.reader.problem(self.label, key, message)
+
+    def raw(self, key: str, *, required: bool = False) -> Any:
+        if key not in self.data:
+            if required:
+                self.problem(None, f"missing key '{key}'")
+            return _MISSING
+        return self.data[key]
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False,
+               allow_empty: bool = False) -> str | None:
+        value = self.raw(key, required=required)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, str):
+            self.problem(key, f"expected a string, got {_kind(value)}" + _quote_hint(key, value))
+            return None if required else default
+        expanded = self.reader.expand(self.label, key, value)
+        if expanded is None:
+            return None if required else default
+        if not expanded.strip() and not allow_empty:
+            self.problem(key, "must not be empty")
+            return None if required else default
+        return expanded
+
+    def strings(self, key: str, default: tuple[str, ...] | None = None, *,
+                required: bool = False) -> tuple[str, ...] | None:
+        value = self.raw(key, required=required)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, list):
+            self.problem(key, f"expected an array of strings, got {_kind(value)}")
+            return None if required else default
+        result: list[str] = []
+        ok = True
+        for position, item in enumerate(value, start=1):
+            if not isinstance(item, str):
+                self.problem(key, f"expected an array of strings, got {_kind(item)} at position {position}"
+                                  + (f'; quote it: "{item}"' if _is_int(item) else ""))
+                ok = False
+                continue
+            expanded = self.reader.expand(self.label, key, item)
+            if expanded is None:
+                ok = False
+                continue
+            result.append(expanded)
+        if not ok:
+            return None if required else default
+        return tuple(result)
+
+    def integer(self, key: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if not _is_int(value):
+            self.problem(key, f"expected an integer, got {_kind(value)}")
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.problem(key, f"{value} is out of range; expected {_range(low, high)}")
+            return default
+        return value
+
+    def number(self, key: str, default: float, *, above: float | None = None) -> float:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if not (_is_int(value) or isinstance(value, float)):
+            self.problem(key, f"expected a number, got {_kind(value)}")
+            return default
+        if value != value or value in (float("inf"), float("-inf")):
+            self.problem(key, f"expected a finite number, got {value}")
+            return default
+        if above is not None and value <= above:
+            self.problem(key, f"{value} is out of range; expected a number greater than {above:g}")
+            return default
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.problem(key, f"expected a boolean (true or false), got {_kind(value)}")
+            return default
+        return value
+
+    def finish(self, known: Iterable[str]) -> None:
+        """Report every key this table may not have."""
+        known = tuple(known)
+        for key in self.data:
+            if key not in known:
+                self.problem(None, f"unknown key '{key}'" + _suggest(key, known))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _quote_hint(key: str, value: Any) -> str:
+    return f'; quote it: {key} = "{value}"' if _is_int(value) else ""
+
+
+def _range(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    if low is not None:
+        return f"at least {low}"
+    return f"at most {high}"
+
+
+def _zone_exists(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _zone_hint(name: str) -> str:
+    try:
+        zones = available_timezones()
+    except Exception:   # no tz database to suggest from; the problem line stands alone
+        return ""
+    return _suggest(name, zones)
