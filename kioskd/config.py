@@ -129,23 +129,24 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a devices.toml; raise ConfigError listing every problem at once.
 
-    `env` is where `${VAR}` references are looked up (os.environ when None).
+    `env` is where `${VAR}` references are looked up (os.environ when None). Problem
+    lines never include the file's name: the caller, who knows it, prefixes it.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
+        raise ConfigError(["file not found"]) from None
     except IsADirectoryError:
-        raise ConfigError([f"{path}: is a directory, not a file"]) from None
+        raise ConfigError(["is a directory, not a file"]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"cannot read: {exc.strerror or exc}"]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError([f"{path}: line {line}: not valid UTF-8 (save the file as UTF-8)"]) from None
-    config = loads_config(text, base_dir=path.absolute().parent, env=env, source=str(path))
+        raise ConfigError([f"line {line}: not valid UTF-8 (save the file as UTF-8)"]) from None
+    config = loads_config(text, base_dir=path.absolute().parent, env=env)
     return replace(config, path=path.absolute())
 
 
@@ -154,13 +155,12 @@ def loads_config(
     *,
     base_dir: str | Path = ".",
     env: Mapping[str, str] | None = None,
-    source: str = "<string>",
 ) -> Config:
     """Validate devices.toml text; relative paths resolve against `base_dir`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([_syntax_problem(source, exc)]) from None
+        raise ConfigError([_syntax_problem(exc)]) from None
     reader = _Reader(os.environ if env is None else env, Path(base_dir).absolute())
     config = reader.read(data)
     if reader.problems:
@@ -178,13 +178,13 @@ def check_config(path: str | Path, env: Mapping[str, str] | None = None) -> list
     return []
 
 
-def _syntax_problem(source: str, exc: tomllib.TOMLDecodeError) -> str:
+def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
     message = str(exc)
     match = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.S)
     if match:
         what, line, column = match.groups()
-        return f"{source}: line {line}, column {column}: invalid TOML: {what}"
-    return f"{source}: invalid TOML: {message}"
+        return f"line {line}, column {column}: invalid TOML: {what}"
+    return f"invalid TOML: {message}"
 
 
 # -- the reader ---------------------------------------------------------------
