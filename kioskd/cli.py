@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -104,6 +105,13 @@ class _NotifyingServer(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         _sd_notify("STOPPING=1")
         await super().shutdown(sockets)
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        # SIGTERM is how systemd asks us to stop: after a graceful shutdown that is
+        # a clean exit (0), not death by the signal uvicorn would otherwise re-raise.
+        if sig == signal.SIGTERM:
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 if __name__ == "__main__":

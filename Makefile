@@ -1,0 +1,24 @@
+# kioskd: `make run` starts the demo hall on http://127.0.0.1:8080, `make test` runs every test.
+CONFIG ?= devices.toml
+PYTEST_ARGS ?=
+
+.PHONY: run test bench check clean
+
+run:
+	@scripts/bootstrap.sh run
+	.venv/bin/kioskd run -c $(CONFIG)
+
+test:
+	@scripts/bootstrap.sh test
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench:
+	@scripts/bootstrap.sh test
+	.venv/bin/python benchmarks/run.py
+
+check:
+	@scripts/bootstrap.sh run
+	.venv/bin/kioskd check -c $(CONFIG)
+
+clean:
+	rm -rf .venv var .pytest_cache .hypothesis

@@ -1,0 +1,98 @@
+"""Run the real `kioskd run` process for tests: start, wait for it, stop or kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HALL_TOML = """\
+[hall]
+name = "进程测试大厅"
+timezone = "Asia/Shanghai"
+data_dir = "var"
+
+[server]
+host = "127.0.0.1"
+port = 8080
+
+[[services]]
+id = "property"
+name = "不动产登记"
+prefix = "A"
+code = "640100-001-01"
+
+[[services]]
+id = "business"
+name = "企业开办"
+prefix = "B"
+code = "640100-002-01"
+
+{windows}
+"""
+
+
+def hall_toml(windows: int = 4) -> str:
+    blocks = []
+    for n in range(1, windows + 1):
+        services = '["property", "business"]' if n % 2 else '["business", "property"]'
+        blocks.append(f'[[windows]]\nid = "{n}"\nname = "{n}号窗口"\nservices = {services}\n')
+    return HALL_TOML.format(windows="\n".join(blocks))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """One `kioskd run` subprocess on a free loopback port."""
+
+    def __init__(self, config: Path, port: int | None = None):
+        self.config = config
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = config.parent / f"kioskd-{self.port}.log"
+
+    def start(self, timeout: float = 20) -> Daemon:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kioskd.cli", "run", "-c", str(self.config),
+             "--port", str(self.port), "--log-level", "info"],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kioskd exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/livez", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)      # a poll interval, bounded by the deadline above
+        self.kill()
+        raise TimeoutError(f"kioskd did not answer within {timeout}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, as systemd stops it; returns the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, like a power cut for the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
