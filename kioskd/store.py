@@ -173,6 +173,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA cache_size = -65536")          # 64 MiB: the hot indexes stay in memory
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
