@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import events as events_api
 from .api import hall, tickets, windows
-from .api.deps import Guard
+from .api.deps import Guard, check_route
 from .config import Config
 from .events import EventBus
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
@@ -25,6 +28,8 @@ log = logging.getLogger("kioskd")
 API = "/api/v1"
 STATUS_OF = {NotFound: 404, Conflict: 409, Invalid: 422}
 HISTORY_AT_START = 20_000
+DETAIL_MAX = 1000          # characters of an error's detail
+ECHO_MAX = 80              # characters of a quoted value the caller sent, echoed back
 
 
 def create_app(config: Config, store: Store | None = None,
@@ -79,16 +84,35 @@ def create_app(config: Config, store: Store | None = None,
 
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=STATUS_OF.get(type(exc), 409))
+        return _problem(str(exc), STATUS_OF.get(type(exc), 409))
 
     @app.exception_handler(StoreClosed)
     @app.exception_handler(StoreUnavailable)
     async def store_error(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+        return _problem(str(exc), 503)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _explain(exc)}, status_code=422)
+        try:
+            check_route(request)        # the body is parsed before the token is checked
+        except HTTPException as refused:
+            return await http_error(request, refused)
+        return _problem(_explain(exc), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's "There was an error parsing the body" (not UTF-8, nested too
+            # deeply): raised before the token check, and bad input like malformed JSON.
+            try:
+                check_route(request)
+            except HTTPException as refused:
+                exc = refused
+            else:
+                return _problem(f"body: malformed JSON ({_parse_failure(exc)})", 422)
+        if isinstance(exc.detail, str):
+            exc.detail = _readable(exc.detail)
+        return await http_exception_handler(request, exc)
 
     @app.get("/livez", tags=["operations"], summary="The process answers (touches nothing)")
     async def livez() -> dict:
@@ -102,16 +126,48 @@ def create_app(config: Config, store: Store | None = None,
     return app
 
 
+_LONG_QUOTE = re.compile(r"'([^']{%d})[^']+'" % ECHO_MAX)
+
+
+def _readable(detail: str) -> str:
+    """An error's detail fit to send: what the caller sent is echoed at most
+    ECHO_MAX characters long, the whole at most DETAIL_MAX, and a lone surrogate
+    (valid in a JSON string, not in UTF-8) is shown escaped instead of failing
+    the answer with a 500."""
+    detail = _LONG_QUOTE.sub(lambda m: f"'{m.group(1)}…'", detail)
+    if len(detail) > DETAIL_MAX:
+        detail = detail[:DETAIL_MAX] + "…"
+    return detail.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _problem(detail: str, status_code: int) -> JSONResponse:
+    return JSONResponse({"detail": _readable(detail)}, status_code=status_code)
+
+
 def _explain(exc: RequestValidationError) -> str:
-    """One readable sentence per problem, e.g. `body.service: field required`."""
+    """One readable sentence per problem, e.g. `service: Field required`."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        where = ".".join(_short(p) for p in error.get("loc", ()) if p != "body") or "body"
         message = error.get("msg", "invalid")
         if error.get("type") == "json_invalid":
             where, message = "body", f"malformed JSON ({error.get('ctx', {}).get('error', '')})"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def _parse_failure(exc: Exception) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
+        return "nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return "could not be parsed"
+
+
+def _short(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= ECHO_MAX else text[:ECHO_MAX] + "…"
 
 
 async def _roll_over_at_midnight(queue: Queue) -> None:

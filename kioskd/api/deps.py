@@ -95,24 +95,42 @@ def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
+def _guarding(allowed_for: Callable[[Request], Iterable[str]]) -> Callable:
+    """A dependency admitting `allowed_for(request)`. The function is kept on the
+    dependency so `check_route` can run the same check before the body is read."""
+    def dependency(request: Request) -> set[str]:
+        return request.app.state.guard.check(request, allowed_for(request))
+    dependency.allowed_for = allowed_for        # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
 def roles(*allowed: str) -> Callable:
     """A dependency admitting the given roles."""
-    def dependency(request: Request) -> set[str]:
-        return request.app.state.guard.check(request, allowed)
-    return Depends(dependency)
+    return _guarding(lambda request: allowed)
 
 
 def window_role(*others: str) -> Callable:
     """A dependency admitting the clerk of the window in the path, and `others`."""
-    def dependency(request: Request, w: str) -> set[str]:
-        return request.app.state.guard.check(request, (f"window:{w}", *others))
-    return Depends(dependency)
+    return _guarding(lambda request: (f"window:{request.path_params['w']}", *others))
 
 
 def any_window_or(*others: str) -> Callable:
     """A dependency admitting any window's clerk, and `others`."""
-    def dependency(request: Request) -> set[str]:
+    def allowed_for(request: Request) -> tuple[str, ...]:
         config: Config = request.app.state.config
-        return request.app.state.guard.check(
-            request, (*(f"window:{w.id}" for w in config.windows), *others))
-    return Depends(dependency)
+        return (*(f"window:{w.id}" for w in config.windows), *others)
+    return _guarding(allowed_for)
+
+
+def check_route(request: Request) -> None:
+    """Run the token check of the route a request matched; raises HTTPException.
+
+    FastAPI parses a JSON body before it runs dependencies, so a malformed body
+    would be answered 422 before the token was looked at; the 422 handler calls
+    this first, so an unauthenticated caller gets 401 (or 403) as on any route.
+    """
+    route = request.scope.get("route")
+    for dep in getattr(route, "dependencies", ()):
+        allowed_for = getattr(dep.dependency, "allowed_for", None)
+        if allowed_for is not None:
+            request.app.state.guard.check(request, allowed_for(request))

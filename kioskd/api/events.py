@@ -42,6 +42,9 @@ async def events(request: Request, queue: Queue = Depends(get_queue),
 async def _stream(request: Request, bus: EventBus, queue: Queue,
                   resume_from: int | None) -> AsyncIterator[ServerSentEvent]:
     async with bus.subscribe() as live:        # subscribe first: nothing slips between
+        if resume_from is not None and resume_from > bus.last_id:
+            resume_from = None                 # an id from another database (restored,
+                                               # reset): start afresh rather than stay silent
         sent = bus.last_id if resume_from is None else resume_from
         while resume_from is not None:
             missed = bus.since(sent)
