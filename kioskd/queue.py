@@ -13,7 +13,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -172,6 +172,7 @@ class Queue:
     def _finish_current(self, tx: Tx, now: float, record: WindowRecord) -> None:
         ticket = tx.ticket(record.current) if record.current else None
         record.current = None
+        tx.save_window(record)      # saved now: call-next may find nobody waiting
         if ticket is None or ticket.status not in AT_WINDOW:
             return
         ticket.status = Status.DONE
@@ -316,7 +317,7 @@ class Queue:
         elif len(line) <= after:
             ticket.queue_at = now if not line else max(now, line[-1].queue_at + 1e-3)
         else:
-            ticket.queue_at = (line[after - 1].queue_at + line[after].queue_at) / 2
+            ticket.queue_at = self._place_between(tx, line, after)
         ticket.status = Status.WAITING
         ticket.window = None
         ticket.target_window = None
@@ -326,6 +327,28 @@ class Queue:
         view = self._view(tx, ticket, now)
         tx.emit("ticket.readmitted", now, self._event_data(view))
         return view
+
+    @staticmethod
+    def _place_between(tx: Tx, line: list[Ticket], after: int) -> float:
+        """A place in line just behind line[after - 1] and ahead of line[after].
+
+        Usually the midpoint of their times. When no float lies strictly between
+        them (both taken in the same instant, or the gap halved away by earlier
+        re-admissions), the rest of the line moves back by the smallest step a float
+        allows; the midpoint alone would tie and let the older ticket jump ahead.
+        """
+        low, high = line[after - 1].queue_at, line[after].queue_at
+        middle = low + (high - low) / 2
+        if low < middle < high:
+            return middle
+        place = step = math.nextafter(low, math.inf)
+        for behind in line[after:]:
+            if behind.queue_at > step:
+                break
+            step = math.nextafter(step, math.inf)
+            behind.queue_at = step
+            tx.update_ticket(behind)
+        return place
 
     async def record_print(self, ticket_id: str, device: str | None, ok: bool,
                            error: str | None) -> TicketView:
@@ -498,10 +521,11 @@ class Queue:
 
         `waiting_ahead` counts the waiting tickets call-next would take before this
         one from the same line: the same service (or, for a ticket transferred to a
-        window, that window's own line), priority tickets first, then by time in line.
+        window, that window's own line: the tickets transferred to it and those of
+        the services it serves), priority tickets first, then by time in line.
 
         `est_wait_min` = ceil(ahead × m / n): m is the mean service time of the
-        service's last 20 tickets finished in the past 7 days (the configured
+        service's last 20 tickets served in the past 7 days (the configured
         `service_time_min` until there are any), n the number of open windows that
         serve it (when none is open, the permanent windows that will). The people
         ahead are served n at a time, each taking m on average. None when no window
@@ -511,6 +535,10 @@ class Queue:
             return TicketView(ticket, None, None)
         ahead = tx.count_ahead(ticket)
         if ticket.target_window is not None:
+            # The target window also calls the earlier tickets of the services it serves.
+            target = self._windows.get(ticket.target_window)
+            for service in target.services if target else ():
+                ahead += tx.count_ahead(replace(ticket, service=service, target_window=None))
             windows = 1
         else:
             states = {r.id: r.state for r in tx.windows()}

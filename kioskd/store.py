@@ -259,6 +259,7 @@ class SQLiteTx:
         rows = self.conn.execute(
             "SELECT finished_at - coalesce(started_at, called_at) FROM tickets "
             "INDEXED BY tickets_done WHERE status = 'done' AND service = ? AND finished_at >= ? "
+            "AND closed_by IS NULL "      # closed at day end: not a measure of service
             "ORDER BY finished_at DESC LIMIT ?", (service, since, limit)).fetchall()
         return [r[0] for r in rows if r[0] is not None]
 
