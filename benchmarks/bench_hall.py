@@ -1,0 +1,71 @@
+"""The benchmark's hall: a devices.toml in a temp dir, written to CONTRACT.md section 2.
+
+5 services (prefixes A–E), 40 windows "1".."40" each serving 1–3 services, no
+devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SERVICES = [
+    # id, name, prefix, code
+    ("property", "不动产登记", "A", "640000-000-01"),
+    ("business", "企业开办", "B", "640000-000-02"),
+    ("social", "社会保障", "C", "640000-000-03"),
+    ("medical", "医疗保障", "D", "640000-000-04"),
+    ("housing", "住房公积金", "E", "640000-000-05"),
+]
+SERVICE_IDS = [s[0] for s in SERVICES]
+WINDOW_COUNT = 40
+
+
+def window_services(number: int) -> list[str]:
+    """Window `number` (1-based) serves 1–3 consecutive services, rotating through them,
+    so that any 4 consecutive windows between them serve all five."""
+    count = 1 + number % 3
+    return [SERVICE_IDS[(number + k) % len(SERVICE_IDS)] for k in range(count)]
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def devices_toml(port: int) -> str:
+    lines = [
+        "# Written by benchmarks/run.py: a throw-away hall for the load benchmark.",
+        "[hall]",
+        'name = "基准测试大厅"',
+        'timezone = "Asia/Shanghai"',
+        'data_dir = "var"',
+        "",
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "",
+    ]
+    for service_id, name, prefix, code in SERVICES:
+        lines += [
+            "[[services]]",
+            f"id = {_quote(service_id)}",
+            f"name = {_quote(name)}",
+            f"prefix = {_quote(prefix)}",
+            f"code = {_quote(code)}",
+            "",
+        ]
+    for number in range(1, WINDOW_COUNT + 1):
+        served = ", ".join(_quote(s) for s in window_services(number))
+        lines += [
+            "[[windows]]",
+            f'id = "{number}"',
+            f'name = "{number}号窗口"',
+            f"services = [{served}]",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_hall(directory: Path, port: int) -> Path:
+    path = directory / "devices.toml"
+    path.write_text(devices_toml(port), encoding="utf-8")
+    return path
