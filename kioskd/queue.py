@@ -429,11 +429,11 @@ class Queue:
 
     def _load(self, tx: Tx, now: float) -> list[ServiceLoad]:
         counts = tx.waiting_counts()
-        states = {r.id: r.state for r in tx.windows()}
+        open_ids = tx.open_windows()
         loads = []
         for service in self.config.services:
             waiting = counts.get(service.id, 0)
-            windows = self._serving_windows(service.id, states)
+            windows = self._serving_windows(service.id, open_ids)
             minutes = self._minutes_per_ticket(tx, service.id, now)
             loads.append(ServiceLoad(service.id, waiting, windows, minutes,
                                      self._estimate(waiting, minutes, windows)))
@@ -497,9 +497,9 @@ class Queue:
             raise NotFound(f"no ticket '{ticket_id}'")
         return ticket
 
-    def _serving_windows(self, service_id: str, states: dict[str, WindowState]) -> int:
+    def _serving_windows(self, service_id: str, open_ids: set[str]) -> int:
         serving = [w for w in self.config.windows if service_id in w.services]
-        open_now = sum(1 for w in serving if states.get(w.id) is WindowState.OPEN)
+        open_now = sum(1 for w in serving if w.id in open_ids)
         if open_now:
             return open_now
         return sum(1 for w in serving if not w.temporary)
@@ -541,8 +541,7 @@ class Queue:
                 ahead += tx.count_ahead(replace(ticket, service=service, target_window=None))
             windows = 1
         else:
-            states = {r.id: r.state for r in tx.windows()}
-            windows = self._serving_windows(ticket.service, states)
+            windows = self._serving_windows(ticket.service, tx.open_windows())
         minutes = self._minutes_per_ticket(tx, ticket.service, now)
         return TicketView(ticket, ahead, self._estimate(ahead, minutes, windows))
 

@@ -55,6 +55,7 @@ class Tx(Protocol):
     def recent_service_seconds(self, service: str, since: float, limit: int) -> list[float]: ...
     def window(self, window_id: str) -> WindowRecord | None: ...
     def windows(self) -> list[WindowRecord]: ...
+    def open_windows(self) -> set[str]: ...
     def save_window(self, record: WindowRecord) -> None: ...
     def emit(self, type: str, at: float, data: dict[str, Any]) -> Event: ...
     def events_after(self, after_id: int, limit: int) -> list[Event]: ...
@@ -119,6 +120,12 @@ MIGRATIONS: list[str] = [
         type TEXT NOT NULL,
         data TEXT NOT NULL
     );
+    """,
+    # 2: a ticket's place in its service's line is counted from an index that
+    # holds only that service's waiting tickets, in line order
+    """
+    CREATE INDEX tickets_waiting_by_service ON tickets (service, priority, queue_at, seq)
+        WHERE status = 'waiting' AND target_window IS NULL;
     """,
 ]
 
@@ -223,21 +230,28 @@ class SQLiteTx:
 
     def waiting_line(self, service: str, priority: bool) -> list[Ticket]:
         return self._all(
-            f"{_SELECT_TICKET} INDEXED BY tickets_waiting WHERE status = 'waiting' "
+            f"{_SELECT_TICKET} INDEXED BY tickets_waiting_by_service WHERE status = 'waiting' "
             "AND target_window IS NULL AND service = ? AND priority = ? "
-            "ORDER BY priority DESC, queue_at, seq", (service, int(priority)))
+            "ORDER BY queue_at, seq", (service, int(priority)))
 
     def count_ahead(self, ticket: Ticket) -> int:
-        if ticket.target_window is None:
-            scope, scope_params = "target_window IS NULL AND service = ?", (ticket.service,)
-        else:
-            scope, scope_params = "target_window = ?", (ticket.target_window,)
         p, q, s = int(ticket.priority), ticket.queue_at, ticket.seq
+        if ticket.target_window is None:
+            # Two range counts on the service's own index: all tickets of a higher
+            # priority, then those of the same priority earlier in line.
+            return self.conn.execute(
+                "SELECT (SELECT count(*) FROM tickets INDEXED BY tickets_waiting_by_service "
+                "        WHERE status = 'waiting' AND target_window IS NULL AND service = ? "
+                "        AND priority > ?) "
+                "     + (SELECT count(*) FROM tickets INDEXED BY tickets_waiting_by_service "
+                "        WHERE status = 'waiting' AND target_window IS NULL AND service = ? "
+                "        AND priority = ? AND (queue_at, seq) < (?, ?))",
+                (ticket.service, p, ticket.service, p, q, s)).fetchone()[0]
         return self.conn.execute(
             "SELECT count(*) FROM tickets INDEXED BY tickets_waiting "
-            f"WHERE status = 'waiting' AND {scope} AND "
+            "WHERE status = 'waiting' AND target_window = ? AND "
             "(priority > ? OR (priority = ? AND (queue_at < ? OR (queue_at = ? AND seq < ?))))",
-            (*scope_params, p, p, q, q, s)).fetchone()[0]
+            (ticket.target_window, p, p, q, q, s)).fetchone()[0]
 
     def waiting_counts(self) -> dict[str, int]:
         rows = self.conn.execute(
@@ -267,6 +281,9 @@ class SQLiteTx:
         row = self.conn.execute(
             "SELECT id, state, current, since FROM windows WHERE id = ?", (window_id,)).fetchone()
         return WindowRecord(row[0], WindowState(row[1]), row[2], row[3]) if row else None
+
+    def open_windows(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT id FROM windows WHERE state = 'open'")}
 
     def windows(self) -> list[WindowRecord]:
         rows = self.conn.execute("SELECT id, state, current, since FROM windows").fetchall()

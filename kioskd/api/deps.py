@@ -91,14 +91,17 @@ def _describe(principals: Iterable[str]) -> str:
     return " or ".join(names)
 
 
-def get_queue(request: Request) -> Queue:
+# Dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
+# dependency in a worker thread, which costs more than the check itself.
+
+async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
 def _guarding(allowed_for: Callable[[Request], Iterable[str]]) -> Callable:
     """A dependency admitting `allowed_for(request)`. The function is kept on the
     dependency so `check_route` can run the same check before the body is read."""
-    def dependency(request: Request) -> set[str]:
+    async def dependency(request: Request) -> set[str]:
         return request.app.state.guard.check(request, allowed_for(request))
     dependency.allowed_for = allowed_for        # type: ignore[attr-defined]
     return Depends(dependency)

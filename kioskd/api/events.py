@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..events import EventBus
 from ..queue import Queue
 from ..records import Event
-from .deps import get_queue
 from .models import EventOut
 
 router = APIRouter(tags=["events"])
@@ -24,7 +23,7 @@ PING_SECONDS = 15
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "one SSE message per event: `id`, `event` "
                              "(the type) and `data` (JSON: id, type, at, data)"}})
-async def events(request: Request, queue: Queue = Depends(get_queue),
+async def events(request: Request,
                  last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0),
                  since: int | None = Query(None, ge=0, description="same as Last-Event-ID, "
                                            "for clients that cannot set headers")):
@@ -34,6 +33,7 @@ async def events(request: Request, queue: Queue = Depends(get_queue),
     `window.changed`, and later `device.changed` and `alert`. Ids increase. A
     client reconnecting with `Last-Event-ID` first receives everything it missed.
     Without it the stream starts with what happens next."""
+    queue: Queue = request.app.state.queue
     bus: EventBus = request.app.state.bus
     resume_from = last_event_id if last_event_id is not None else since
     return EventSourceResponse(_stream(request, bus, queue, resume_from), ping=PING_SECONDS)

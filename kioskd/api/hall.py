@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 
 from ..queue import Queue
-from .deps import get_queue
 from .models import QueueOut, ServiceLine, ServiceOut, WindowOut
 
 router = APIRouter(tags=["hall"])
@@ -13,14 +12,16 @@ router = APIRouter(tags=["hall"])
 
 @router.get("/services", response_model=list[ServiceOut],
             summary="The service catalogue with guides, waiting counts and estimated wait")
-async def services(queue: Queue = Depends(get_queue)) -> list[ServiceOut]:
+async def services(request: Request) -> list[ServiceOut]:
     """One catalogue for the kiosk, the ticket and any website: name, standard
     item code, materials, time limit and fee, with how many are waiting now."""
+    queue: Queue = request.app.state.queue
     return [ServiceOut.of(queue.config, load) for load in await queue.load()]
 
 
 @router.get("/queue", response_model=QueueOut, summary="Waiting per service, and every window")
-async def hall_queue(queue: Queue = Depends(get_queue)) -> QueueOut:
+async def hall_queue(request: Request) -> QueueOut:
+    queue: Queue = request.app.state.queue
     loads = await queue.load()
     windows = await queue.windows()
     lines = [ServiceLine(id=l.service, name=queue.config.service(l.service).name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..config import Config
@@ -40,7 +41,17 @@ class PrintInfo(BaseModel):
     error: str | None = None
 
 
-class TicketOut(BaseModel):
+class Answer(BaseModel):
+    """A response body built from our own records: serialised once, as it stands.
+    (Returned as a Response, FastAPI does not validate it a second time; the route's
+    `response_model` still documents it.)"""
+
+    def answer(self, status_code: int = 200) -> Response:
+        return Response(self.model_dump_json(), status_code=status_code,
+                        media_type="application/json")
+
+
+class TicketOut(Answer):
     id: str = Field(description="unguessable; what a QR code on the printed ticket carries")
     number: str = Field(examples=["A012"])
     service: str
@@ -89,7 +100,7 @@ class CurrentTicket(BaseModel):
     recalls: int
 
 
-class WindowOut(BaseModel):
+class WindowOut(Answer):
     id: str
     name: str
     state: Literal["open", "paused", "closed"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Body, HTTPException, Request, status
 
 from ..config import Config
 from ..queue import Invalid, Queue
-from .deps import any_window_or, get_queue, roles
+from .deps import any_window_or, roles
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
 
 router = APIRouter(tags=["tickets"])
@@ -26,46 +26,49 @@ def _terminal(config: Config, terminal: str) -> str:
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut,
              responses=ERRORS, dependencies=[roles("kiosk", "supervisor")],
              summary="Take a number")
-async def issue(body: IssueRequest, request: Request,
-                queue: Queue = Depends(get_queue)) -> TicketOut:
+async def issue(body: IssueRequest, request: Request) -> TicketOut:
     """Issue a ticket for a service. The ticket is committed to disk before this
     answers. With `terminal`, it is printed on that terminal's printer; a printer
     fault never fails the issue: `print.status` says what happened."""
+    queue: Queue = request.app.state.queue
     if body.terminal is not None:
         _terminal(queue.config, body.terminal)
     view = await queue.issue(body.service, body.priority, body.terminal)
-    return TicketOut.of(view, queue)
+    return TicketOut.of(view, queue).answer(status.HTTP_201_CREATED)
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut, responses=ERRORS,
             summary="A ticket and its place in line")
-async def get_ticket(ticket_id: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.ticket(ticket_id), queue)
+async def get_ticket(ticket_id: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.ticket(ticket_id), queue).answer()
 
 
 @router.post("/tickets/{ticket_id}/cancel", response_model=TicketOut, responses=ERRORS,
              dependencies=[roles("kiosk", "technician", "supervisor")],
              summary="Cancel a waiting ticket")
-async def cancel(ticket_id: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.cancel(ticket_id), queue)
+async def cancel(ticket_id: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.cancel(ticket_id), queue).answer()
 
 
 @router.post("/tickets/{ticket_id}/readmit", response_model=TicketOut, responses=ERRORS,
              dependencies=[any_window_or("kiosk", "supervisor")],
              summary="Put a no-show back in line")
-async def readmit(ticket_id: str, queue: Queue = Depends(get_queue)) -> TicketOut:
+async def readmit(ticket_id: str, request: Request) -> TicketOut:
     """A person who missed their call and comes back within the hall's
     `readmit_within_min` goes back in line after the next few waiting tickets
     of the service (`readmit_after`), not at the back."""
-    return TicketOut.of(await queue.readmit(ticket_id), queue)
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.readmit(ticket_id), queue).answer()
 
 
 @router.post("/tickets/{ticket_id}/reprint", response_model=TicketOut, responses=ERRORS,
              dependencies=[roles("kiosk", "technician", "supervisor")],
              summary="Print a ticket again")
 async def reprint(ticket_id: str, request: Request,
-                  body: ReprintRequest | None = Body(None),
-                  queue: Queue = Depends(get_queue)) -> TicketOut:
+                  body: ReprintRequest | None = Body(None)) -> TicketOut:
+    queue: Queue = request.app.state.queue
     view = await queue.ticket(ticket_id)
     terminal = (body.terminal if body else None) or view.ticket.terminal
     if terminal is None:
@@ -75,4 +78,4 @@ async def reprint(ticket_id: str, request: Request,
     if printing is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"printer '{printer}' is offline: the device layer is not running")
-    return TicketOut.of(await printing.reprint(view, terminal), queue)
+    return TicketOut.of(await printing.reprint(view, terminal), queue).answer()

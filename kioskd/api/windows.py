@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from ..queue import Queue
-from .deps import get_queue, roles, window_role
+from .deps import roles, window_role
 from .models import Problem, TicketOut, TransferRequest, WindowOut
 
 router = APIRouter(tags=["windows"])
@@ -16,79 +16,91 @@ CLERK = window_role("supervisor")
 
 
 @router.get("/windows", response_model=list[WindowOut], summary="Every window and its ticket")
-async def windows(queue: Queue = Depends(get_queue)) -> list[WindowOut]:
+async def windows(request: Request) -> list[WindowOut]:
+    queue: Queue = request.app.state.queue
     return [WindowOut.of(v, queue) for v in await queue.windows()]
 
 
 @router.get("/windows/{w}", response_model=WindowOut, responses=ERRORS, summary="One window")
-async def window(w: str, queue: Queue = Depends(get_queue)) -> WindowOut:
-    return WindowOut.of(await queue.window(w), queue)
+async def window(w: str, request: Request) -> WindowOut:
+    queue: Queue = request.app.state.queue
+    return WindowOut.of(await queue.window(w), queue).answer()
 
 
 @router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK],
              responses={**ERRORS, 204: {"description": "nothing is waiting"}},
              summary="Call the next ticket")
-async def call_next(w: str, queue: Queue = Depends(get_queue)):
+async def call_next(w: str, request: Request):
     """Finish the window's current ticket, if any, then call the next one among
     the services it serves: priority tickets first, then the one waiting longest.
     204 when nothing is waiting; 409 when the window is paused or closed."""
+    queue: Queue = request.app.state.queue
     view = await queue.call_next(w)
     if view is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return TicketOut.of(view, queue)
+    return TicketOut.of(view, queue).answer()
 
 
 @router.post("/windows/{w}/recall", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Call the current ticket again")
-async def recall(w: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.recall(w), queue)
+async def recall(w: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.recall(w), queue).answer()
 
 
 @router.post("/windows/{w}/start", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="The person arrived: start serving")
-async def start(w: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.start(w), queue)
+async def start(w: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.start(w), queue).answer()
 
 
 @router.post("/windows/{w}/complete", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Finish the current ticket")
-async def complete(w: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.complete(w), queue)
+async def complete(w: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.complete(w), queue).answer()
 
 
 @router.post("/windows/{w}/no-show", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Nobody came")
-async def no_show(w: str, queue: Queue = Depends(get_queue)) -> TicketOut:
-    return TicketOut.of(await queue.no_show(w), queue)
+async def no_show(w: str, request: Request) -> TicketOut:
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.no_show(w), queue).answer()
 
 
 @router.post("/windows/{w}/transfer", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Send the current ticket to another service or window")
-async def transfer(w: str, body: TransferRequest, queue: Queue = Depends(get_queue)) -> TicketOut:
+async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut:
     """The ticket queues again under its own number and keeps its original issue
     time, so the person does not go to the back of the line."""
-    return TicketOut.of(await queue.transfer(w, body.service, body.window), queue)
+    queue: Queue = request.app.state.queue
+    return TicketOut.of(await queue.transfer(w, body.service, body.window), queue).answer()
 
 
 @router.post("/windows/{w}/pause", response_model=WindowOut, responses=ERRORS,
              dependencies=[CLERK], summary="Stop calling for a while")
-async def pause(w: str, queue: Queue = Depends(get_queue)) -> WindowOut:
-    return WindowOut.of(await queue.pause(w), queue)
+async def pause(w: str, request: Request) -> WindowOut:
+    queue: Queue = request.app.state.queue
+    return WindowOut.of(await queue.pause(w), queue).answer()
 
 
 @router.post("/windows/{w}/resume", response_model=WindowOut, responses=ERRORS,
              dependencies=[CLERK], summary="Call again after a pause")
-async def resume(w: str, queue: Queue = Depends(get_queue)) -> WindowOut:
-    return WindowOut.of(await queue.resume(w), queue)
+async def resume(w: str, request: Request) -> WindowOut:
+    queue: Queue = request.app.state.queue
+    return WindowOut.of(await queue.resume(w), queue).answer()
 
 
 @router.post("/windows/{w}/open", response_model=WindowOut, responses=ERRORS,
              dependencies=[roles("supervisor")], summary="Open a window (temporary ones too)")
-async def open_window(w: str, queue: Queue = Depends(get_queue)) -> WindowOut:
-    return WindowOut.of(await queue.open(w), queue)
+async def open_window(w: str, request: Request) -> WindowOut:
+    queue: Queue = request.app.state.queue
+    return WindowOut.of(await queue.open(w), queue).answer()
 
 
 @router.post("/windows/{w}/close", response_model=WindowOut, responses=ERRORS,
              dependencies=[roles("supervisor")], summary="Close a window")
-async def close_window(w: str, queue: Queue = Depends(get_queue)) -> WindowOut:
-    return WindowOut.of(await queue.close(w), queue)
+async def close_window(w: str, request: Request) -> WindowOut:
+    queue: Queue = request.app.state.queue
+    return WindowOut.of(await queue.close(w), queue).answer()
