@@ -2,12 +2,19 @@
 
 The engine never sees SQL. It hands the store a function of one transaction
 (`await store.transact(fn)`); `fn(tx)` reads and writes through the small `Tx`
-interface below and runs on the store's own writer thread. Every answer the
-engine gives is committed (WAL, synchronous=FULL: on disk) before it returns.
+interface below. Every answer the engine gives is committed (WAL,
+synchronous=FULL: on disk) before it returns.
 
-Group commit: functions queued while a commit is under way run together in the
-next transaction, each inside its own savepoint, so one fsync covers them all
-while a failing function rolls back only its own writes. One writer thread also
+Group commit: the functions run one after another on the event loop, each inside
+its own savepoint, against one connection that always holds an open write
+transaction; then a worker thread commits them all with one fsync and opens the
+next transaction. Functions queued while that commit is on disk run together in
+the next batch. A failing function rolls back only its own writes. Running the
+statements on the loop is deliberate: they touch a few cached pages of small
+indexes (tens of microseconds), while the one wait on the disk — the fsync — is
+off the loop, under a timeout. A writer thread running the statements instead
+spent most of its time waiting for the GIL the loop held (measured: 8 ms for a
+batch of 16 cheap operations). One connection and one batch at a time also
 means two windows calling at the same instant are served one after the other.
 A PostgreSQL store for halls that outgrow one machine implements the same
 `Store` and `Tx` with row locks in place of the single writer.
@@ -18,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -31,7 +36,8 @@ from .records import Event, PrintStatus, Status, Ticket, WindowRecord, WindowSta
 log = logging.getLogger("kioskd.store")
 
 T = TypeVar("T")
-MAX_BATCH = 128
+MAX_BATCH = 64           # operations per commit
+COMMIT_TIMEOUT = 10.0    # seconds an fsync may take before callers are told
 
 
 class StoreClosed(RuntimeError):
@@ -315,7 +321,7 @@ class SQLiteTx:
 
 
 class SQLiteStore:
-    """The embedded store: one SQLite file, one writer thread, group commit.
+    """The embedded store: one SQLite file, one connection, group commit.
 
     `on_commit(events)` is called on the event loop, in commit order, with the
     events each batch wrote, before the callers' awaits return.
@@ -324,116 +330,120 @@ class SQLiteStore:
     def __init__(self, path: Path, on_commit: Callable[[list[Event]], None] | None = None):
         self.path = Path(path)
         self.on_commit = on_commit
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._closing = False
+        self._accepting = False
+        self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
 
     async def open(self) -> None:
         conn = await asyncio.to_thread(connect, self.path)
         await asyncio.to_thread(migrate, conn)
+        await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
         self._conn = conn
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="kioskd-store", daemon=True)
-        self._thread.start()
+        self._accepting = True
 
     async def close(self) -> None:
-        if self._thread is None:
-            return
-        self._closing = True
-        self._jobs.put(None)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        self._accepting = False                   # no new work; what is queued commits
+        if self._flusher is not None:
+            await self._flusher
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.to_thread(self._close_connection, conn)
 
     @staticmethod
     def _close_connection(conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
 
     async def transact(self, fn: Callable[[Tx], T]) -> T:
-        if self._thread is None or self._closing:
+        if not self._accepting:
             raise StoreClosed("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((fn, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="kioskd-store-commit")
         return await future
 
-    # -- the writer thread -------------------------------------------------
+    async def _flush(self) -> None:
+        """Run and commit batches until nothing is pending."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._commit_batch(batch)
+        finally:
+            self._flusher = None
 
-    def _run(self) -> None:
-        assert self._conn is not None
+    async def _commit_batch(self, batch: list) -> None:
         conn = self._conn
-        stop = False
-        while not stop:
-            job = self._jobs.get()
-            if job is None:
-                break
-            batch = [job]
-            while len(batch) < MAX_BATCH:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._commit_batch(conn, batch)
-        # Anyone still queued after close is told so rather than left waiting.
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                _, future, loop = job
-                loop.call_soon_threadsafe(_settle, future, None, StoreClosed("the store is closed"))
-
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> None:
+        assert conn is not None
         tx = SQLiteTx(conn)
         outcomes: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
-                mark = len(tx.events)
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = fn(tx)
-                except Exception as exc:  # the job's own error: undo its writes only
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    del tx.events[mark:]
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((result, None))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.error("store: commit of %d operations failed: %s", len(batch), exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"the database could not commit: {exc}")
-            outcomes = [(None, failure) for _ in batch]
-            tx.events.clear()
-        events = list(tx.events)
-        by_loop: dict[Any, list] = {}
-        for (_, future, loop), (result, error) in zip(batch, outcomes):
-            by_loop.setdefault(loop, []).append((future, result, error))
-        for loop, settled in by_loop.items():   # one loop in a daemon; tests may have more
-            loop.call_soon_threadsafe(self._deliver, events, settled)
-            events = []
-
-    def _deliver(self, events: list[Event], settled: list) -> None:
-        if events and self.on_commit is not None:
+        changes = conn.total_changes
+        for fn, _ in batch:
+            mark = len(tx.events)
+            conn.execute("SAVEPOINT job")
             try:
-                self.on_commit(events)
-            except Exception:  # a subscriber's fault must not lose an answer
+                result = fn(tx)
+            except Exception as exc:          # the job's own error: undo its writes only
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                del tx.events[mark:]
+                outcomes.append((None, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((result, None))
+        if conn.total_changes != changes:      # reads alone need no fsync
+            committed = await self._commit(conn, batch)
+            if not committed:
+                return
+        if tx.events and self.on_commit is not None:
+            try:
+                self.on_commit(list(tx.events))
+            except Exception:                  # a subscriber's fault must not lose an answer
                 log.exception("store: on_commit handler failed")
-        for future, result, error in settled:
+        for (_, future), (result, error) in zip(batch, outcomes):
             _settle(future, result, error)
+
+    async def _commit(self, conn: sqlite3.Connection, batch: list) -> bool:
+        """fsync the batch off the loop. Callers hear within COMMIT_TIMEOUT either way;
+        the connection is not touched again until the disk has answered."""
+        commit = asyncio.ensure_future(asyncio.to_thread(_commit_and_begin, conn))
+        try:
+            await asyncio.wait_for(asyncio.shield(commit), COMMIT_TIMEOUT)
+            return True
+        except TimeoutError:
+            log.error("store: the disk has not answered a commit for %.0f s", COMMIT_TIMEOUT)
+            self._fail(batch, f"the disk did not answer within {COMMIT_TIMEOUT:.0f} s; "
+                              "the change may still be saved")
+            try:
+                await commit
+                log.warning("store: the late commit completed")
+                return True
+            except sqlite3.Error as exc:
+                error = exc
+        except sqlite3.Error as exc:
+            error = exc
+        log.error("store: commit of %d operations failed: %s", len(batch), error)
+        await asyncio.to_thread(_roll_back_and_begin, conn)
+        self._fail(batch, f"the database could not commit: {error}")
+        return False
+
+    @staticmethod
+    def _fail(batch: list, reason: str) -> None:
+        for _, future in batch:
+            _settle(future, None, StoreUnavailable(reason))
+
+
+def _commit_and_begin(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _roll_back_and_begin(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
 
 
 class StoreUnavailable(RuntimeError):

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 
 from ..config import Config
 from ..queue import Invalid, Queue
-from .deps import any_window_or, roles
+from .deps import GuardedRoute, any_window_or, roles
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
 
-router = APIRouter(tags=["tickets"])
+router = APIRouter(tags=["tickets"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}

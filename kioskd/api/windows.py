@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from ..queue import Queue
-from .deps import roles, window_role
+from .deps import GuardedRoute, roles, window_role
 from .models import Problem, TicketOut, TransferRequest, WindowOut
 
-router = APIRouter(tags=["windows"])
+router = APIRouter(tags=["windows"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}}
