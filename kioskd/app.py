@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import events as events_api
@@ -58,7 +59,7 @@ def create_app(config: Config, store: Store | None = None,
             await store.close()
             log.info("store closed cleanly")
 
-    app = FastAPI(
+    app = FastAPIOffline(                # /docs from local files: a hall has no internet
         title="kioskd",
         # kioskd exports its own metrics; FastAPI's OpenTelemetry hooks cost ~4% per request
         telemetry={"tracing": False, "metrics": False, "logs": False},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -216,6 +217,12 @@ async def test_health_openapi_and_docs(client):
 
     r = await client.get("/docs")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    # The hall has no internet: the page loads its scripts and styles from kioskd.
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+    for asset in assets:
+        loaded = await client.get(asset)
+        assert loaded.status_code == 200 and len(loaded.content) > 100, asset
 
 
 # -- a ticket's life at a window -------------------------------------------------------------
