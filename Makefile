@@ -15,6 +15,7 @@ test:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python benchmarks/run.py
+	.venv/bin/python benchmarks/history.py
 
 check:
 	@scripts/bootstrap.sh run
