@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import sqlite3
 import statistics
 import sys
 import tempfile

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
+from kioskd.app import create_app
 from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window
 from kioskd.queue import Queue
 from kioskd.store import SQLiteStore
@@ -56,6 +59,16 @@ def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
             "kiosk_1": Device("kiosk_1", "terminal", {"printer": "printer_1"}),
         },
     )
+
+
+@asynccontextmanager
+async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+    """The application with its lifespan, and a client talking to it in-process."""
+    app = create_app(config, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
+            yield client
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Clock, small_hall
+from conftest import Clock, running, small_hall
 from kioskd.app import create_app
 from kioskd.config import Config
 
@@ -35,16 +35,6 @@ STATUSES = {"waiting", "called", "serving", "done", "no_show", "cancelled"}
 
 
 # -- running the application -------------------------------------------------------------
-
-@asynccontextmanager
-async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
-    """The application with its lifespan, and a client talking to it in-process."""
-    app = create_app(config, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
-            yield client
-
 
 @pytest.fixture
 async def client(tmp_path, clock) -> AsyncIterator[httpx.AsyncClient]:

@@ -8,15 +8,13 @@ route is open.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import Clock, small_hall
-from kioskd.app import create_app
-from kioskd.config import Auth, Config
+from conftest import running, small_hall
+from kioskd.config import Auth
 
 API = "/api/v1"
 
@@ -26,15 +24,6 @@ AUTH = Auth(kiosk=(KIOSK,), technician=(TECH,), supervisor=(SUPER, "s-tok-2"),
 # Every window with a token: as a hall bound beyond loopback must be.
 STRICT = Auth(kiosk=(KIOSK,), technician=(TECH,), supervisor=(SUPER,),
               windows={"1": (W1,), "2": ("w2",), "3": (W3,), "4": ("w4",), "9": ("w9",)})
-
-
-@asynccontextmanager
-async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(config, clock=clock)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
-            yield client
 
 
 @pytest.fixture
