@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import events as events_api
 from .api import hall, tickets, windows
-from .api.deps import Guard
+from .api.deps import SECURITY_SCHEMES, Guard
 from .config import Config
 from .events import EventBus
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
@@ -84,6 +85,15 @@ def create_app(config: Config, store: Store | None = None,
 
     for router in (hall.router, tickets.router, windows.router, events_api.router):
         app.include_router(router, prefix=API)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi
 
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:

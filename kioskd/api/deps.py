@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import ipaddress
 from collections.abc import Callable, Iterable
 
@@ -14,6 +15,13 @@ from ..config import Config
 from ..queue import Queue
 
 ROLES = ("kiosk", "technician", "supervisor")
+BEARER = "bearer"           # the OpenAPI security scheme's name
+SECURITY_SCHEMES = {BEARER: {
+    "type": "http", "scheme": "bearer",
+    "description": "A token from devices.toml [auth]: kiosk, technician, supervisor, "
+                   "or a window's clerk token ([auth.windows]). No token or an unknown "
+                   "one: 401; a token of the wrong role or another window: 403. A role "
+                   "with no tokens configured is open (loopback only)."}}
 
 
 def _digest(token: str) -> bytes:
@@ -99,23 +107,26 @@ async def get_queue(request: Request) -> Queue:
     return request.app.state.queue
 
 
-def _guarding(allowed_for: Callable[[Request], Iterable[str]]) -> Callable:
-    """A dependency admitting `allowed_for(request)`. The function is kept on the
-    dependency so that a `GuardedRoute` runs the check before the body is read."""
+def _guarding(allowed_for: Callable[[Request], Iterable[str]], who: str) -> Callable:
+    """A dependency admitting `allowed_for(request)`; `who` says so in the API docs.
+    Both are kept on the dependency so that a `GuardedRoute` runs the check before
+    the body is read."""
     async def dependency(request: Request) -> set[str]:
         return request.app.state.guard.check(request, allowed_for(request))
     dependency.allowed_for = allowed_for        # type: ignore[attr-defined]
+    dependency.who = who                        # type: ignore[attr-defined]
     return Depends(dependency)
 
 
 def roles(*allowed: str) -> Callable:
     """A dependency admitting the given roles."""
-    return _guarding(lambda request: allowed)
+    return _guarding(lambda request: allowed, " or ".join(allowed))
 
 
 def window_role(*others: str) -> Callable:
     """A dependency admitting the clerk of the window in the path, and `others`."""
-    return _guarding(lambda request: (f"window:{request.path_params['w']}", *others))
+    return _guarding(lambda request: (f"window:{request.path_params['w']}", *others),
+                     " or ".join(("the clerk token of window `w`", *others)))
 
 
 def any_window_or(*others: str) -> Callable:
@@ -123,7 +134,7 @@ def any_window_or(*others: str) -> Callable:
     def allowed_for(request: Request) -> tuple[str, ...]:
         config: Config = request.app.state.config
         return (*(f"window:{w.id}" for w in config.windows), *others)
-    return _guarding(allowed_for)
+    return _guarding(allowed_for, " or ".join(("any window's clerk token", *others)))
 
 
 class GuardedRoute(APIRoute):
@@ -141,8 +152,14 @@ class GuardedRoute(APIRoute):
             allowed_for = getattr(dependency.dependency, "allowed_for", None)
             if allowed_for is None:
                 kept.append(dependency)
-            else:
-                self.allowed_for = allowed_for
+                continue
+            self.allowed_for = allowed_for
+            # Document it: Swagger's "Authorize" button, and who may call.
+            kwargs["openapi_extra"] = {**(kwargs.get("openapi_extra") or {}),
+                                       "security": [{BEARER: []}]}
+            description = kwargs.get("description") or inspect.getdoc(endpoint) or ""
+            kwargs["description"] = (f"{description}\n\n**Token:** "
+                                     f"{dependency.dependency.who}.").strip()
         super().__init__(path, endpoint, dependencies=kept, **kwargs)
 
     def get_route_handler(self) -> Callable:
