@@ -204,6 +204,14 @@ async def test_health_openapi_and_docs(client):
                  "/windows/{w}/no-show", "/windows/{w}/transfer", "/windows/{w}/pause",
                  "/windows/{w}/resume", "/windows/{w}/open", "/windows/{w}/close"):
         assert f"{API}{path}" in paths, path
+    # An integrator sees which token each route takes, and public routes take none.
+    schema = r.json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    call_next = paths[f"{API}/windows/{{w}}/call-next"]["post"]
+    assert call_next["security"] == [{"bearer": []}]
+    assert "**Token:** the clerk token of window `w` or supervisor" in call_next["description"]
+    assert "**Token:** kiosk or supervisor" in paths[f"{API}/tickets"]["post"]["description"]
+    assert "security" not in paths[f"{API}/queue"]["get"]
 
     r = await client.get("/docs")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
