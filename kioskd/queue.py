@@ -350,21 +350,6 @@ class Queue:
             tx.update_ticket(behind)
         return place
 
-    async def record_print(self, ticket_id: str, device: str | None, ok: bool,
-                           error: str | None) -> TicketView:
-        """Note on the ticket what its printer did (the device layer reports this)."""
-        return await self._run(self._record_print, ticket_id, device, ok, error)
-
-    def _record_print(self, tx: Tx, now: float, ticket_id: str, device: str | None,
-                      ok: bool, error: str | None) -> TicketView:
-        from .records import PrintStatus
-        ticket = self._ticket(tx, ticket_id)
-        ticket.print_device = device
-        ticket.print_status = PrintStatus.PRINTED if ok else PrintStatus.FAILED
-        ticket.print_error = None if ok else error
-        tx.update_ticket(ticket)
-        return self._view(tx, ticket, now)
-
     # -- windows ---------------------------------------------------------------
 
     async def pause(self, window_id: str) -> WindowView:
