@@ -76,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(
         app, host=host, port=port, log_level=args.log_level, lifespan="on",
-        timeout_graceful_shutdown=10, access_log=False, server_header=False))
+        timeout_graceful_shutdown=10, access_log=False, server_header=False,
+        proxy_headers=False))     # clients connect directly; no proxy's headers to trust
     server.run()
     return 0 if server.started else 1
 

@@ -81,6 +81,8 @@ class Queue:
         self.tz = ZoneInfo(config.hall.timezone)
         self._services = {s.id: s for s in config.services}
         self._windows = {w.id: w for w in config.windows}
+        self._serving = {s.id: [w for w in config.windows if s.id in w.services]
+                         for s in config.services}
         self._rolled_over: str | None = None
 
     # -- time ----------------------------------------------------------------
@@ -483,7 +485,7 @@ class Queue:
         return ticket
 
     def _serving_windows(self, service_id: str, open_ids: set[str]) -> int:
-        serving = [w for w in self.config.windows if service_id in w.services]
+        serving = self._serving[service_id]
         open_now = sum(1 for w in serving if w.id in open_ids)
         if open_now:
             return open_now
