@@ -370,7 +370,15 @@ class SQLiteStore:
         try:
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._commit_batch(batch)
+                try:
+                    await self._commit_batch(batch)
+                except Exception as exc:       # the database itself failed mid-batch
+                    log.exception("store: a batch of %d operations failed", len(batch))
+                    self._fail(batch, f"the database failed: {exc}")
+                    try:
+                        await asyncio.to_thread(_roll_back_and_begin, self._conn)
+                    except sqlite3.Error:
+                        log.exception("store: could not start over after the failure")
         finally:
             self._flusher = None
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from kioskd.records import Status, Ticket
-from kioskd.store import MIGRATIONS, SQLiteStore, SQLiteTx, connect, migrate
+from kioskd.store import (MIGRATIONS, SQLiteStore, SQLiteTx, StoreUnavailable, connect,
+                          migrate)
 
 
 def ticket(seq_day: str, n: int, status: Status, service: str = "property",
@@ -66,6 +67,30 @@ async def test_one_failing_operation_does_not_undo_the_others_in_its_commit(tmp_
     events = await store.transact(lambda tx: tx.events_after(0, 100))
     assert [e.data["n"] for e in events] == list(range(20))
     assert [e.id for e in events] == list(range(1, 21))
+    await store.close()
+
+
+async def test_a_database_failure_mid_batch_answers_every_caller_and_the_store_goes_on(
+        tmp_path: Path):
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open()
+
+    def breaks_the_transaction(tx):
+        tx.conn.execute("ROLLBACK")      # the savepoint is gone: the batch cannot finish
+
+    def writes(tx):
+        tx.insert_ticket(ticket("2026-11-30", 1, Status.WAITING))
+        return "written"
+
+    results = await asyncio.wait_for(asyncio.gather(
+        store.transact(writes), store.transact(breaks_the_transaction),
+        return_exceptions=True), timeout=10)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    # Nothing of the failed batch was kept, and the next operation works.
+    assert await store.transact(writes) == "written"
+    count = await store.transact(
+        lambda tx: tx.conn.execute("SELECT count(*) FROM tickets").fetchone()[0])
+    assert count == 1
     await store.close()
 
 
