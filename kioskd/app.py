@@ -83,7 +83,8 @@ def create_app(config: Config, store: Store | None = None,
     app.state.queue = queue
     app.state.guard = Guard(config)
 
-    for router in (hall.router, tickets.router, windows.router, events_api.router):
+    # The routes a clerk and a kiosk press all day are matched first.
+    for router in (tickets.router, windows.router, hall.router, events_api.router):
         app.include_router(router, prefix=API)
 
     def openapi() -> dict:

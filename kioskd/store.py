@@ -130,8 +130,9 @@ MIGRATIONS: list[str] = [
     # 2: a ticket's place in its service's line is counted from an index that
     # holds only that service's waiting tickets, in line order
     """
-    CREATE INDEX tickets_waiting_by_service ON tickets (service, priority, queue_at, seq)
-        WHERE status = 'waiting' AND target_window IS NULL;
+    CREATE INDEX tickets_waiting_by_service
+        ON tickets (service, priority, queue_at, seq, status, target_window)
+        WHERE status = 'waiting' AND target_window IS NULL;   -- covering: no row reads
     """,
 ]
 
