@@ -30,6 +30,7 @@ log = logging.getLogger("kioskd")
 API = "/api/v1"
 STATUS_OF = {NotFound: 404, Conflict: 409, Invalid: 422}
 HISTORY_AT_START = 20_000
+MAX_BODY = 64 * 1024       # bytes; a larger body is answered 413
 DETAIL_MAX = 1000          # characters of an error's detail
 ECHO_MAX = 80              # characters of a quoted value the caller sent, echoed back
 
@@ -77,6 +78,7 @@ def create_app(config: Config, store: Store | None = None,
             "current state (the queue is unchanged), 422 bad input, 503 a device or the "
             "store unavailable."),
     )
+    app.add_middleware(RefuseLargeBodies, limit=MAX_BODY)
     app.state.config = config
     app.state.store = store
     app.state.bus = bus
@@ -132,6 +134,36 @@ def create_app(config: Config, store: Store | None = None,
 
 
 _LONG_QUOTE = re.compile(r"'([^']{%d})[^']+'" % ECHO_MAX)
+
+
+class RefuseLargeBodies:
+    """413 with a JSON detail for a body over the limit: at once when its
+    Content-Length says so, or as soon as a body sent without one grows past it.
+    Every body kioskd takes is a few hundred bytes."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None:
+            if length.isdigit() and int(length) > self.limit:
+                await _problem(f"the body is over {self.limit} bytes", 413)(scope, receive, send)
+                return
+            return await self.app(scope, receive, send)    # the server holds it to its length
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise StarletteHTTPException(413, f"the body is over {self.limit} bytes")
+            return message
+        await self.app(scope, counted, send)
 
 
 def _readable(detail: str) -> str:

@@ -190,6 +190,21 @@ async def test_windows_and_queue(client):
     assert [w["id"] for w in q["windows"]] == ["1", "2", "3", "4", "9"]
 
 
+async def test_a_huge_body_is_refused_413_and_issues_nothing(client):
+    before = (await client.get(f"{API}/queue")).json()
+    huge = b'{"service": "property", "x": "' + b"x" * 200_000 + b'"}'
+
+    async def without_length():
+        for start in range(0, len(huge), 16_384):
+            yield huge[start:start + 16_384]
+
+    for body in (huge, without_length()):         # with a Content-Length, and chunked
+        r = await client.post(f"{API}/tickets", content=body,
+                              headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "body" in r.json()["detail"]
+    assert (await client.get(f"{API}/queue")).json() == before
+
+
 async def test_health_openapi_and_docs(client):
     r = await client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
