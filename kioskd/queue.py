@@ -165,10 +165,13 @@ class Queue:
         window, record = self._window(tx, window_id)
         if record.state is not WindowState.OPEN:
             raise Conflict(f"window {window_id} is {record.state.value}; it calls only when open")
-        if record.current is not None:
+        finished = record.current is not None
+        if finished:
             self._finish_current(tx, now, record)
         ticket = tx.first_waiting(window.services, window.id)
         if ticket is None:
+            if finished:
+                tx.save_window(record)          # the window is free: nobody waits
             return None
         ticket.status = Status.CALLED
         ticket.window = window.id
@@ -185,8 +188,7 @@ class Queue:
 
     def _finish_current(self, tx: Tx, now: float, record: WindowRecord) -> None:
         ticket = tx.ticket(record.current) if record.current else None
-        record.current = None
-        tx.save_window(record)      # saved now: call-next may find nobody waiting
+        record.current = None                   # the caller saves the window
         if ticket is None or ticket.status not in AT_WINDOW:
             return
         ticket.status = Status.DONE
