@@ -240,6 +240,14 @@ class HallDay(RuleBasedStateMachine):
             raise Refused(Conflict)
         return self.tickets[ticket_id]
 
+    def held_called(self, window):
+        """The model's ticket called (not yet served) at `window`, as recall,
+        start and no-show expect; otherwise the refusal the engine must give."""
+        self.model_roll_over()
+        t = self.held(window)
+        if t.status != "called":
+            raise Refused(Conflict)
+        return t
     def busy(self, status: str | None = None) -> list[str]:
         return [w for w in WINDOWS if self.current[w] is not None
                 and status in (None, self.tickets[self.current[w]].status)]
@@ -454,11 +462,7 @@ class HallDay(RuleBasedStateMachine):
         window = self.busy_window(which, "called")
 
         def predict():
-            self.model_roll_over()
-            t = self.held(window)
-            if t.status != "called":
-                raise Refused(Conflict)
-            return t
+            return self.held_called(window)
 
         out = self.act(lambda: self.q.recall(window), predict)
         if out is not None:
@@ -473,11 +477,7 @@ class HallDay(RuleBasedStateMachine):
         window = self.busy_window(which, "called")
 
         def predict():
-            self.model_roll_over()
-            t = self.held(window)
-            if t.status != "called":
-                raise Refused(Conflict)
-            return t
+            return self.held_called(window)
 
         out = self.act(lambda: self.q.start(window), predict)
         if out is not None:
@@ -508,11 +508,7 @@ class HallDay(RuleBasedStateMachine):
         window = window or self.busy_window(which, "called")
 
         def predict():
-            self.model_roll_over()
-            t = self.held(window)
-            if t.status != "called":
-                raise Refused(Conflict)
-            return t
+            return self.held_called(window)
 
         out = self.act(lambda: self.q.no_show(window), predict)
         if out is not None:
