@@ -248,6 +248,7 @@ class HallDay(RuleBasedStateMachine):
         if t.status != "called":
             raise Refused(Conflict)
         return t
+
     def busy(self, status: str | None = None) -> list[str]:
         return [w for w in WINDOWS if self.current[w] is not None
                 and status in (None, self.tickets[self.current[w]].status)]
