@@ -75,12 +75,11 @@ def create_app(config: Config, store: Store | None = None,
             "that window only. No or unknown token on a guarded route: 401; a token of "
             "the wrong role or another window: 403. Errors are `{\"detail\": \"...\"}`: "
             "404 unknown ticket or window, 409 an action that makes no sense in the "
-            "current state (the queue is unchanged), 422 bad input, 503 a device or the "
-            "store unavailable."),
+            "current state (the queue is unchanged), 413 a body over 64 KiB, 422 bad input, "
+            "503 a device or the store unavailable."),
     )
     app.add_middleware(RefuseLargeBodies, limit=MAX_BODY)
     app.state.config = config
-    app.state.store = store
     app.state.bus = bus
     app.state.queue = queue
     app.state.guard = Guard(config)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .config import ConfigError, check_config, load_config
+from .config import Config, ConfigError, load_config
 
 log = logging.getLogger("kioskd")
 
@@ -40,13 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     return _run(args)
 
 
-def _check(path: Path) -> int:
-    problems = check_config(path)
-    if problems:
-        for problem in problems:
+def _load(path: Path) -> Config | None:
+    """The hall's config, or None after printing every problem, one per line."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
             print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def _check(path: Path) -> int:
+    config = _load(path)
+    if config is None:
         return EXIT_CONFIG
-    config = load_config(path)
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
     return 0
@@ -56,11 +63,8 @@ def _run(args: argparse.Namespace) -> int:
     from .api.deps import is_loopback, unguarded_roles
     from .app import create_app
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{args.config}: {problem}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return EXIT_CONFIG
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port

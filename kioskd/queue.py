@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -189,12 +189,8 @@ class Queue:
     def _finish_current(self, tx: Tx, now: float, record: WindowRecord) -> None:
         ticket = tx.ticket(record.current) if record.current else None
         record.current = None                   # the caller saves the window
-        if ticket is None or ticket.status not in AT_WINDOW:
-            return
-        ticket.status = Status.DONE
-        ticket.finished_at = now
-        tx.update_ticket(ticket)
-        tx.emit("ticket.done", now, self._event_data(TicketView(ticket, None, None)))
+        if ticket is not None and ticket.status in AT_WINDOW:
+            self._end(tx, now, ticket, Status.DONE)
 
     async def recall(self, window_id: str) -> TicketView:
         return await self._run(self._recall, window_id)
@@ -228,14 +224,9 @@ class Queue:
 
     def _complete(self, tx: Tx, now: float, window_id: str) -> TicketView:
         window, record, ticket = self._current(tx, window_id)
-        ticket.status = Status.DONE
-        ticket.finished_at = now
-        tx.update_ticket(ticket)
         record.current = None
         tx.save_window(record)
-        view = TicketView(ticket, None, None)
-        tx.emit("ticket.done", now, self._event_data(view, window=window))
-        return view
+        return self._end(tx, now, ticket, Status.DONE, window=window)
 
     async def no_show(self, window_id: str) -> TicketView:
         return await self._run(self._no_show, window_id)
@@ -244,14 +235,9 @@ class Queue:
         window, record, ticket = self._current(tx, window_id)
         if ticket.status is not Status.CALLED:
             raise Conflict(f"{ticket.number} is being served; complete or transfer it instead")
-        ticket.status = Status.NO_SHOW
-        ticket.finished_at = now
-        tx.update_ticket(ticket)
         record.current = None
         tx.save_window(record)
-        view = TicketView(ticket, None, None)
-        tx.emit("ticket.no_show", now, self._event_data(view, window=window))
-        return view
+        return self._end(tx, now, ticket, Status.NO_SHOW, window=window)
 
     async def transfer(self, window_id: str, service: str | None = None,
                        to_window: str | None = None) -> TicketView:
@@ -301,16 +287,21 @@ class Queue:
         if ticket.status is not Status.WAITING:
             raise Conflict(f"{ticket.number} is {ticket.status.value}; only a waiting ticket "
                            "can be cancelled")
-        self._close(tx, now, ticket, "cancel")
-        return TicketView(ticket, None, None)
+        return self._end(tx, now, ticket, Status.CANCELLED, reason="cancel")
 
-    def _close(self, tx: Tx, now: float, ticket: Ticket, reason: str) -> None:
-        ticket.status = Status.CANCELLED
+    def _end(self, tx: Tx, now: float, ticket: Ticket, status: Status,
+             window: Window | None = None, reason: str | None = None) -> TicketView:
+        """How every ticket ends — done, no-show or cancelled — and the event it
+        sends (`ticket.done`, `ticket.no_show`, `ticket.cancelled`). `reason` says
+        why it ended without service ("cancel", "day_end")."""
+        ticket.status = status
         ticket.finished_at = now
         ticket.closed_by = reason
         tx.update_ticket(ticket)
-        tx.emit("ticket.cancelled", now, self._event_data(TicketView(ticket, None, None),
-                                                          reason=reason))
+        view = TicketView(ticket, None, None)
+        extra = {"reason": reason} if reason else {}
+        tx.emit(f"ticket.{status.value}", now, self._event_data(view, window=window, **extra))
+        return view
 
     async def readmit(self, ticket_id: str) -> TicketView:
         return await self._run(self._readmit, ticket_id)
@@ -440,13 +431,16 @@ class Queue:
                                      self._estimate(waiting, minutes, windows)))
         return loads
 
+    async def overview(self) -> tuple[str, list[ServiceLoad], list[WindowView]]:
+        """The hall's day, its lines and its windows, read in one transaction."""
+        return await self._run(self._overview)
+
+    def _overview(self, tx: Tx, now: float) -> tuple[str, list[ServiceLoad], list[WindowView]]:
+        return self.day_of(now), self._load(tx, now), self._all_windows(tx, now)
+
     async def events_after(self, after_id: int) -> list[Event]:
         return await self.store.transact(
             lambda tx: tx.events_after(after_id, EVENT_REPLAY_LIMIT))
-
-    async def log_event(self, type: str, data: dict[str, Any]) -> Event:
-        """Write a hall event that is not a queue change (a device, an alert)."""
-        return await self.store.transact(lambda tx: tx.emit(type, self.clock(), data))
 
     # -- day rollover ----------------------------------------------------------------
 
@@ -460,14 +454,9 @@ class Queue:
         now = self.clock()
         today = self.day_of(now)
         for ticket in tx.waiting_before(today):
-            self._close(tx, now, ticket, "day_end")
+            self._end(tx, now, ticket, Status.CANCELLED, reason="day_end")
         for ticket in tx.at_window_before(today):
-            ticket.status = Status.DONE
-            ticket.finished_at = now
-            ticket.closed_by = "day_end"
-            tx.update_ticket(ticket)
-            tx.emit("ticket.done", now, self._event_data(TicketView(ticket, None, None),
-                                                         reason="day_end"))
+            self._end(tx, now, ticket, Status.DONE, reason="day_end")
         for record in tx.windows():
             if record.current is not None:
                 current = tx.ticket(record.current)
@@ -567,6 +556,3 @@ class Queue:
             data["est_wait_min"] = view.est_wait_min
         data.update(extra)
         return data
-
-    def today(self) -> date:
-        return datetime.fromtimestamp(self.clock(), self.tz).date()

@@ -112,7 +112,7 @@ def _steps(conn: sqlite3.Connection, fn) -> int:
 
 
 def _hot_queries(tx: SQLiteTx) -> dict[str, callable]:
-    probe = tx.ticket_by_number("2026-11-30", "A0000009")
+    probe = tx.ticket("2026-11-30-9")
     return {
         "call-next": lambda: tx.first_waiting(["business", "property"], "1"),
         "place in line": lambda: tx.count_ahead(probe),

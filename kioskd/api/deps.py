@@ -12,7 +12,6 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 
 from ..config import Config
-from ..queue import Queue
 
 ROLES = ("kiosk", "technician", "supervisor")
 BEARER = "bearer"           # the OpenAPI security scheme's name
@@ -37,12 +36,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def open_principals(config: Config) -> list[str]:
+    """Roles and windows (`window:ID`) with no token: open to anyone on a loopback
+    bind, and the reason `kioskd run` refuses any other bind."""
+    auth = config.auth
+    return ([role for role in ROLES if not getattr(auth, role)]
+            + [f"window:{w.id}" for w in config.windows if not auth.windows.get(w.id)])
+
+
 def unguarded_roles(config: Config) -> list[str]:
-    """Roles (and windows) that have no token: open on loopback, refused anywhere else."""
-    missing = [f"[auth] {role}" for role in ROLES if not getattr(config.auth, role)]
-    missing += [f"[auth.windows] \"{w.id}\"" for w in config.windows
-                if not config.auth.windows.get(w.id)]
-    return missing
+    """`open_principals`, named as the config file names them."""
+    return [f"[auth.windows] \"{p[len('window:'):]}\"" if p.startswith("window:")
+            else f"[auth] {p}" for p in open_principals(config)]
 
 
 class Guard:
@@ -59,8 +64,7 @@ class Guard:
             self._tokens += [(_digest(t), role) for t in getattr(auth, role)]
         for window_id, tokens in auth.windows.items():
             self._tokens += [(_digest(t), f"window:{window_id}") for t in tokens]
-        self._open = {role for role in ROLES if not getattr(auth, role)}
-        self._open |= {f"window:{w.id}" for w in config.windows if not auth.windows.get(w.id)}
+        self._open = set(open_principals(config))
 
     def principals(self, token: str) -> set[str]:
         given = _digest(token)
@@ -100,18 +104,11 @@ def _describe(principals: Iterable[str]) -> str:
     return " or ".join(names)
 
 
-# Dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
-# dependency in a worker thread, which costs more than the check itself.
-
-async def get_queue(request: Request) -> Queue:
-    return request.app.state.queue
-
-
 def _guarding(allowed_for: Callable[[Request], Iterable[str]], who: str) -> Callable:
     """A dependency admitting `allowed_for(request)`; `who` says so in the API docs.
     Both are kept on the dependency so that a `GuardedRoute` runs the check before
     the body is read."""
-    async def dependency(request: Request) -> set[str]:
+    async def dependency(request: Request) -> set[str]:     # async: no thread hop
         return request.app.state.guard.check(request, allowed_for(request))
     dependency.allowed_for = allowed_for        # type: ignore[attr-defined]
     dependency.who = who                        # type: ignore[attr-defined]

@@ -22,11 +22,10 @@ async def services(request: Request) -> list[ServiceOut]:
 @router.get("/queue", response_model=QueueOut, summary="Waiting per service, and every window")
 async def hall_queue(request: Request) -> QueueOut:
     queue: Queue = request.app.state.queue
-    loads = await queue.load()
-    windows = await queue.windows()
+    day, loads, windows = await queue.overview()
     lines = [ServiceLine(id=l.service, name=queue.config.service(l.service).name,
                          waiting=l.waiting, open_windows=l.open_windows,
                          est_wait_min=l.est_wait_min,
                          minutes_per_ticket=round(l.minutes_per_ticket, 1)) for l in loads]
-    return QueueOut(day=queue.today().isoformat(), waiting=sum(l.waiting for l in loads),
+    return QueueOut(day=day, waiting=sum(l.waiting for l in loads),
                     services=lines, windows=[WindowOut.of(v, queue) for v in windows])

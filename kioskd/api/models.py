@@ -14,11 +14,13 @@ from ..records import Event, Ticket
 TicketStatus = Literal["waiting", "called", "serving", "done", "no_show", "cancelled"]
 
 
-class Request(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: a field we do not know is an error, not ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class IssueRequest(Request):
+class IssueRequest(StrictBody):
     service: str = Field(description="service id from GET /services", examples=["property"])
     priority: StrictBool = Field(False, description="elderly, disabled, pregnant: served first")
     terminal: str | None = Field(None, description="the terminal device issuing it; "
@@ -26,12 +28,12 @@ class IssueRequest(Request):
     print: StrictBool = Field(True, description="print the ticket (when a terminal is named)")
 
 
-class TransferRequest(Request):
+class TransferRequest(StrictBody):
     service: str | None = Field(None, description="queue it for this service")
     window: str | None = Field(None, description="queue it for this window only")
 
 
-class ReprintRequest(Request):
+class ReprintRequest(StrictBody):
     terminal: str | None = Field(None, description="print here instead of where it was issued")
 
 
