@@ -17,11 +17,15 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .api import devices as devices_api
 from .api import events as events_api
 from .api import hall, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
+from .api.models import DeviceOut
 from .config import Config
+from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
+from .printing import Printing
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
 from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable
 
@@ -43,6 +47,7 @@ def create_app(config: Config, store: Store | None = None,
         store = SQLiteStore(config.hall.data_dir / "kioskd.db")
     store.on_commit = bus.publish
     queue = Queue(config, store, clock)
+    devices = Supervisor(config, store, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -50,6 +55,7 @@ def create_app(config: Config, store: Store | None = None,
         bus.remember(await store.transact(lambda tx: tx.events_after(
             max(0, tx.last_event_id() - HISTORY_AT_START), HISTORY_AT_START)))
         await queue.setup()
+        await devices.start()
         midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
         log.info("hall %s: %d services, %d windows, store %s", config.hall.name,
                  len(config.services), len(config.windows), getattr(store, "path", store))
@@ -57,6 +63,7 @@ def create_app(config: Config, store: Store | None = None,
             yield
         finally:
             midnight.cancel()
+            await devices.stop()
             bus.close()
             await store.close()
             log.info("store closed cleanly")
@@ -82,10 +89,13 @@ def create_app(config: Config, store: Store | None = None,
     app.state.config = config
     app.state.bus = bus
     app.state.queue = queue
+    app.state.devices = devices
+    app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
 
     # The routes a clerk and a kiosk press all day are matched first.
-    for router in (tickets.router, windows.router, hall.router, events_api.router):
+    for router in (tickets.router, windows.router, hall.router, events_api.router,
+                   devices_api.router):
         app.include_router(router, prefix=API)
 
     def openapi() -> dict:
@@ -105,6 +115,12 @@ def create_app(config: Config, store: Store | None = None,
     @app.exception_handler(StoreUnavailable)
     async def store_error(request: Request, exc: Exception) -> JSONResponse:
         return _problem(str(exc), 503)
+
+    @app.exception_handler(DeviceNotReady)
+    async def device_not_ready(request: Request, exc: DeviceNotReady) -> JSONResponse:
+        device = DeviceOut.of(exc.status, queue)
+        return JSONResponse({"detail": _readable(str(exc)), "device": device.model_dump()},
+                            status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import drivers
+
 
 class ConfigError(Exception):
     """The file has problems; `problems` holds one line per problem, naming table and key."""
@@ -58,6 +60,7 @@ class Hall:
     timezone: str = "Asia/Shanghai"
     data_dir: Path = Path("var")    # resolved against the config file's folder
     number_width: int = 3           # A001
+    print_materials: bool = False   # the service's required materials on the printed ticket
     readmit_within_min: int = 30    # a no-show may be re-admitted this long after the call
     readmit_after: int = 3          # ... and goes back in after this many waiting tickets
 
@@ -66,6 +69,11 @@ class Hall:
 class Server:
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str | None = None   # how phones reach the daemon (QR codes); default from host:port
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,12 @@ class Auth:
 class Device:
     id: str
     driver: str
-    options: dict[str, Any] = field(default_factory=dict)   # every key but `driver`
+    options: dict[str, Any] = field(default_factory=dict)   # every key but `driver`, as written
+    settings: Any = None            # the driver's own options, read by its `configure`
+    enabled: bool = True            # false: the device is `disabled` and never opened
+    timeout: float = 3.0            # seconds any one exchange with the device may take
+    poll_interval: float = 5.0      # seconds between status polls
+    retry_limit: int = 0            # failed reconnects in a row before giving up; 0 = never
 
 
 @dataclass(frozen=True)
@@ -114,13 +127,15 @@ PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 # Problems come out in this order, whatever order the tables had in the file.
 _SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "windows": 4, "devices": 5}
 
-_HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after")
-_SERVER_KEYS = ("host", "port")
+_HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
+              "print_materials")
+_SERVER_KEYS = ("host", "port", "public_url")
 _AUTH_ROLES = ("kiosk", "technician", "supervisor")
 _SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min")
 _GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes")
 _WINDOW_KEYS = ("id", "name", "services", "board", "temporary")
 _TERMINAL_KEYS = ("driver", "printer", "fallback_printer")
+_COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_limit")
 
 # ${NAME} expands from the environment; $${ is a literal ${; any other ${ is malformed.
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
@@ -312,6 +327,7 @@ class _Reader:
             number_width=t.integer("number_width", defaults.number_width, low=1, high=6),
             readmit_within_min=t.integer("readmit_within_min", defaults.readmit_within_min, low=0),
             readmit_after=t.integer("readmit_after", defaults.readmit_after, low=0),
+            print_materials=t.boolean("print_materials", defaults.print_materials),
         )
         t.finish(_HALL_KEYS)
         return hall if name is not None else None
@@ -326,7 +342,10 @@ class _Reader:
         server = Server(
             host=t.string("host", Server.host) or Server.host,
             port=t.integer("port", Server.port, low=1, high=65535),
+            public_url=t.string("public_url"),
         )
+        if server.public_url is not None and not re.match(r"https?://[^/\s]+", server.public_url):
+            t.problem("public_url", f"'{server.public_url}' is not an http:// or https:// address")
         t.finish(_SERVER_KEYS)
         return server
 
@@ -431,16 +450,16 @@ class _Reader:
             if driver is not None and driver not in KNOWN_DRIVERS:
                 d.problem("driver", f"unknown driver '{driver}'{_suggest(driver, KNOWN_DRIVERS)}; "
                                     f"known drivers: {', '.join(sorted(KNOWN_DRIVERS))}")
+            options = {key: self.expand_any(label, key, raw)
+                       for key, raw in d.data.items() if key != "driver"}
             if driver == "terminal":
                 pending_terminals.append((d, device_id))
-                options: dict[str, Any] = {}
+                options = {}
+                device = Device(id=device_id, driver=driver)
             else:
-                # Per-driver option schemas arrive with the device layer; until then the
-                # options are kept as written, with ${VAR} expanded.
-                options = {key: self.expand_any(label, key, raw)
-                           for key, raw in d.data.items() if key != "driver"}
+                device = self.read_device(d, device_id, driver, options)
             if valid_id and driver is not None:
-                devices[device_id] = Device(id=device_id, driver=driver, options=options)
+                devices[device_id] = device
         for d, device_id in pending_terminals:
             options = {}
             for key, required in (("printer", True), ("fallback_printer", False)):
@@ -454,6 +473,25 @@ class _Reader:
             if device_id in devices:
                 devices[device_id] = replace(devices[device_id], options=options)
         return devices
+
+    def read_device(self, d: _Table, device_id: str, driver: str | None,
+                    options: dict[str, Any]) -> Device:
+        """The options every device has, then the driver family's own through
+        its `configure` (Klipper's way: each option read once, up front; any key
+        nobody read is an error). Families not built yet keep their options raw."""
+        common = Device(id=device_id, driver=driver or "")
+        device = replace(
+            common, options=options,
+            enabled=d.boolean("enabled", common.enabled),
+            timeout=d.number("timeout", common.timeout, above=0),
+            poll_interval=d.number("poll_interval", common.poll_interval, above=0),
+            retry_limit=d.integer("retry_limit", common.retry_limit, low=0))
+        family = drivers.family(driver) if driver else None
+        if family is None:
+            return device
+        settings = family.configure(d)
+        d.finish_unread(_COMMON_DEVICE_KEYS)
+        return replace(device, settings=settings)
 
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
                      drivers: frozenset[str], what: str) -> bool:
@@ -575,11 +613,13 @@ class _Table:
         self.reader = reader
         self.label = label
         self.data = data
+        self.read_keys: set[str] = set()
 
     def problem(self, key: str | None, message: str) -> None:
         self.reader.problem(self.label, key, message)
 
     def raw(self, key: str, *, required: bool = False) -> Any:
+        self.read_keys.add(key)
         if key not in self.data:
             if required:
                 self.problem(None, f"missing key '{key}'")
@@ -669,6 +709,10 @@ class _Table:
         for key in self.data:
             if key not in known:
                 self.problem(None, f"unknown key '{key}'" + _suggest(key, known))
+
+    def finish_unread(self, also_known: Iterable[str] = ()) -> None:
+        """Report every key no getter asked for."""
+        self.finish(self.read_keys | set(also_known))
 
 
 def _is_int(value: Any) -> bool:

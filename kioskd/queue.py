@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from .config import Config, Window
-from .records import AT_WINDOW, Event, Status, Ticket, WindowRecord, WindowState
+from .records import AT_WINDOW, Event, PrintStatus, Status, Ticket, WindowRecord, WindowState
 from .store import Store, Tx
 
 T = TypeVar("T")
@@ -278,6 +278,24 @@ class Queue:
 
     def _ticket_view(self, tx: Tx, now: float, ticket_id: str) -> TicketView:
         return self._view(tx, self._ticket(tx, ticket_id), now)
+
+    async def record_print(self, ticket_id: str, device: str | None, status: PrintStatus,
+                           error: str | None) -> TicketView:
+        """Keep how the ticket's last print went: where, and why it failed."""
+        return await self._run(self._record_print, ticket_id, device, status, error)
+
+    def _record_print(self, tx: Tx, now: float, ticket_id: str, device: str | None,
+                      status: PrintStatus, error: str | None) -> TicketView:
+        ticket = self._ticket(tx, ticket_id)
+        ticket.print_device, ticket.print_status, ticket.print_error = device, status, error
+        tx.update_ticket(ticket)
+        return self._view(tx, ticket, now)
+
+    def windows_serving(self, ticket: Ticket) -> list[Window]:
+        """Where a ticket may be called: its target window, or the windows serving its service."""
+        if ticket.target_window is not None:
+            return [self._windows[ticket.target_window]]
+        return self._serving[ticket.service]
 
     async def cancel(self, ticket_id: str) -> TicketView:
         return await self._run(self._cancel, ticket_id)

@@ -8,6 +8,7 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..config import Config
+from ..devices import DeviceStatus
 from ..queue import Queue, ServiceLoad, TicketView, WindowView
 from ..records import Event, Ticket
 
@@ -181,5 +182,23 @@ class EventOut(BaseModel):
         return cls(id=event.id, type=event.type, at=queue.iso(event.at), data=event.data)
 
 
+class DeviceOut(Answer):
+    id: str
+    driver: str
+    state: Literal["ready", "degraded", "offline", "disabled"]
+    detail: dict = Field(description="what the driver knows: paper, link, profile, emulator ...")
+    last_error: str | None = Field(description="the last problem seen, kept after recovery")
+    since: str = Field(description="when the device entered its state")
+
+    @classmethod
+    def of(cls, status: DeviceStatus, queue: Queue) -> DeviceOut:
+        return cls(id=status.id, driver=status.driver, state=status.state.value,
+                   detail=status.detail, last_error=status.last_error, since=queue.iso(status.since))
+
+
 class Problem(BaseModel):
     detail: str
+
+
+class DeviceProblem(Problem):
+    device: DeviceOut = Field(description="the device that could not take the command")

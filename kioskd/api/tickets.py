@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi import APIRouter, Body, Request, status
 
 from ..config import Config
 from ..queue import Invalid, Queue
@@ -15,12 +15,11 @@ ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Probl
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
 
 
-def _terminal(config: Config, terminal: str) -> str:
+def _check_terminal(config: Config, terminal: str) -> None:
     device = config.devices.get(terminal)
     if device is None or device.driver != "terminal":
         known = [d.id for d in config.devices.values() if d.driver == "terminal"]
         raise Invalid(f"unknown terminal '{terminal}'; known: {', '.join(known) or 'none'}")
-    return device.options["printer"]
 
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut,
@@ -32,8 +31,10 @@ async def issue(body: IssueRequest, request: Request) -> TicketOut:
     fault never fails the issue: `print.status` says what happened."""
     queue: Queue = request.app.state.queue
     if body.terminal is not None:
-        _terminal(queue.config, body.terminal)
+        _check_terminal(queue.config, body.terminal)
     view = await queue.issue(body.service, body.priority, body.terminal)
+    if body.terminal is not None and body.print:
+        view = await request.app.state.printing.print_issued(view, body.terminal)
     return TicketOut.of(view, queue).answer(status.HTTP_201_CREATED)
 
 
@@ -73,9 +74,5 @@ async def reprint(ticket_id: str, request: Request,
     terminal = (body.terminal if body else None) or view.ticket.terminal
     if terminal is None:
         raise Invalid(f"{view.ticket.number} was not issued at a terminal; name one to print on")
-    printer = _terminal(queue.config, terminal)
-    printing = getattr(request.app.state, "printing", None)
-    if printing is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"printer '{printer}' is offline: the device layer is not running")
-    return TicketOut.of(await printing.reprint(view, terminal), queue).answer()
+    _check_terminal(queue.config, terminal)
+    return TicketOut.of(await request.app.state.printing.reprint(view, terminal), queue).answer()

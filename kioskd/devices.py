@@ -1,0 +1,346 @@
+"""Builds each device's driver from devices.toml and supervises it in its own task.
+
+The supervisor owns what a device's state is; drivers only talk to hardware
+(see `drivers/base.py`). Each device gets one task and one worker thread:
+open → identify → poll every `poll_interval`, every step under the device's
+timeout. On a failure the task closes the driver, waits with backoff and tries
+again, forever unless `retry_limit` says otherwise. Commands (print a ticket,
+a self-test) run on the same worker thread, so they never cross a poll, and
+are refused at once while the device is not ready: one broken device never
+delays another, a call or an issue.
+
+A state change is published as `device.changed` (and an alert as `alert`)
+through the store, so device events share the hall's one id sequence. It is
+logged once; a device that keeps failing is logged again only every
+`STILL_FAILING_LOG_S`, and "recovered after N attempts" when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import drivers
+from drivers.base import Alert, DeviceError, DeviceFault, DeviceUnavailable, Driver, Health, State
+
+from .config import Config, Device
+from .store import Store
+
+T = TypeVar("T")
+
+log = logging.getLogger("kioskd.devices")
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+STILL_FAILING_LOG_S = 300.0
+STEP_MARGIN_S = 1.0          # a step may take the device's timeout plus this, then it is abandoned
+USABLE = (State.READY, State.DEGRADED)
+
+
+class DeviceNotReady(Exception):
+    """A command for a device that cannot take it now; answered 503 with its state."""
+
+    def __init__(self, status: DeviceStatus, reason: str | None = None):
+        self.status = status
+        why = reason or status.last_error or status.state.value
+        super().__init__(f"{status.driver} device '{status.id}' is {status.state.value}: {why}")
+
+
+class UnknownDevice(LookupError):
+    pass
+
+
+@dataclass
+class DeviceStatus:
+    """A device as `/devices` shows it."""
+
+    id: str
+    driver: str
+    state: State
+    since: float
+    detail: dict[str, Any] = field(default_factory=dict)
+    last_error: str | None = None
+
+
+class Supervised:
+    """One device's task, worker thread, driver and state."""
+
+    def __init__(self, device: Device, supervisor: Supervisor):
+        self.device = device
+        self.supervisor = supervisor
+        self.family = drivers.family(device.driver)
+        self.status = DeviceStatus(device.id, device.driver, State.OFFLINE, supervisor.clock())
+        self.driver: Driver | None = None
+        self.emulator = None
+        self.alerts: dict[str, Alert] = {}
+        self.attempts = 0                 # failed connection attempts in a row
+        self.last_logged = 0.0
+        self.wake = asyncio.Event()       # a reconnect was asked for, or the link broke
+        self.attempted = asyncio.Event()  # set after each connection attempt
+        self.reconnect_asked = False
+        self.task: asyncio.Task | None = None
+        self._worker = self._new_worker()
+
+    # -- running -------------------------------------------------------------
+
+    def start(self, data_dir) -> None:
+        device = self.device
+        if self.family is None:
+            self.status.state = State.DISABLED
+            self.status.last_error = f"the '{device.driver}' driver is not part of this version yet"
+            return
+        if not device.enabled:
+            self.status.state = State.DISABLED
+            self.status.last_error = "enabled = false in devices.toml"
+            return
+        emulate = getattr(self.family, "emulate", None)
+        if emulate is not None:
+            self.emulator = emulate(device.id, device.settings, data_dir=data_dir)
+            if self.emulator is not None:
+                self.emulator.start()
+        self.driver = self.family.create(device.id, device.settings, timeout=device.timeout,
+                                         data_dir=data_dir)
+        self.task = asyncio.create_task(self.run(), name=f"device {device.id}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.close_driver()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        if self.emulator is not None:
+            self.emulator.close()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.connect_and_poll()    # returns when asked to reconnect
+            except DeviceError as exc:
+                await self.failed(str(exc))
+            except TimeoutError:
+                self._abandon_worker()
+                await self.failed(f"no answer within {self.device.timeout:g} s")
+            await self.close_driver()
+            if self.reconnect_asked:
+                self.attempts = 0
+            elif self.device.retry_limit and self.attempts >= self.device.retry_limit:
+                await self.set_state(State.DISABLED, f"gave up after {self.attempts} attempts: "
+                                                     f"{self.status.last_error}")
+                await self.wake.wait()
+                self.attempts = 0
+            elif self.attempts:
+                backoff = min(BACKOFF_FIRST_S * 2 ** (self.attempts - 1), BACKOFF_MAX_S)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), backoff)
+                except TimeoutError:
+                    pass
+            self.wake.clear()
+            self.reconnect_asked = False
+
+    async def connect_and_poll(self) -> None:
+        driver = self.driver
+        await self.step(driver.open)
+        identity = await self.step(driver.identify)
+        self.status.detail.update(identity)
+        health = await self.step(driver.poll)
+        if self.attempts:
+            log.info("%s: %s, recovered after %d attempt%s", self.device.id, health.state.value,
+                     self.attempts, "" if self.attempts == 1 else "s")
+        self.attempts = 0
+        await self.apply(health)
+        self.attempted.set()
+        while True:
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.device.poll_interval)
+                return                       # reconnect asked for, or a command broke the link
+            except TimeoutError:
+                pass
+            await self.apply(await self.step(driver.poll))
+
+    async def step(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run a blocking driver call on this device's worker thread, under a timeout.
+        A call still queued when the time is up never runs."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._worker, fn)
+        return await asyncio.wait_for(future, timeout or self.device.timeout + STEP_MARGIN_S)
+
+    async def close_driver(self) -> None:
+        if self.driver is None:
+            return
+        try:
+            await self.step(self.driver.close)
+        except (TimeoutError, DeviceError):
+            self._abandon_worker()
+
+    def _new_worker(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"device-{self.device.id}")
+
+    def _abandon_worker(self) -> None:
+        """Leave a thread stuck in a call behind (its transport's own timeout ends
+        it) and use a fresh one, with a fresh driver, for what comes next. The old
+        driver is closed from a thread of its own: closing its link is what
+        unblocks the stuck call."""
+        if self.driver is not None:
+            threading.Thread(target=self.driver.close, daemon=True,
+                             name=f"close-{self.device.id}").start()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker = self._new_worker()
+        if self.family is not None:
+            self.driver = self.family.create(self.device.id, self.device.settings,
+                                             timeout=self.device.timeout,
+                                             data_dir=self.supervisor.config.hall.data_dir)
+
+    # -- state ---------------------------------------------------------------
+
+    async def apply(self, health: Health) -> None:
+        self.status.detail.update(health.detail)
+        await self.set_state(health.state, health.problem)
+        await self.update_alerts(health.alerts)
+
+    async def failed(self, error: str) -> None:
+        self.attempts += 1
+        now = self.supervisor.clock()
+        if self.status.state is not State.OFFLINE:
+            await self.set_state(State.OFFLINE, error)
+        elif self.attempts == 1 or now - self.last_logged >= STILL_FAILING_LOG_S:
+            log.warning("%s: offline after %d attempt%s: %s", self.device.id, self.attempts,
+                        "" if self.attempts == 1 else "s", error)
+            self.last_logged = now
+        self.status.last_error = error
+        self.attempted.set()
+
+    async def set_state(self, state: State, problem: str | None) -> None:
+        status = self.status
+        if problem is not None:
+            status.last_error = problem
+        if state is status.state:
+            return
+        before = status.state
+        status.state = state
+        status.since = self.supervisor.clock()
+        self.last_logged = status.since
+        level = logging.INFO if state in USABLE else logging.WARNING
+        log.log(level, "%s: %s -> %s%s", self.device.id, before.value, state.value,
+                f": {problem}" if problem and state is not State.READY else "")
+        await self.supervisor.emit("device.changed", {
+            "device": status.id, "driver": status.driver, "state": state.value,
+            "problem": problem if state is not State.READY else None})
+
+    async def update_alerts(self, alerts: tuple[Alert, ...]) -> None:
+        now = {alert.kind: alert for alert in alerts}
+        for kind in now.keys() - self.alerts.keys():
+            await self.supervisor.emit("alert", {"device": self.device.id, "kind": kind,
+                                                 "message": now[kind].message, "state": "raised"})
+        for kind in self.alerts.keys() - now.keys():
+            await self.supervisor.emit("alert", {"device": self.device.id, "kind": kind,
+                                                 "message": self.alerts[kind].message,
+                                                 "state": "cleared"})
+        self.alerts = now
+
+    # -- commands ------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self.status.state in USABLE and self.driver is not None
+
+    async def command(self, action: Callable[[Driver], T]) -> T:
+        """Run `action(driver)` now if the device can take it; DeviceNotReady
+        (with the state it is left in) when it cannot or when the action fails."""
+        if not self.usable:
+            raise DeviceNotReady(self.view())
+        driver = self.driver
+        try:
+            return await self.step(lambda: action(driver))
+        except DeviceFault as exc:
+            await self.set_state(State.OFFLINE, str(exc))   # the next poll sees it mended
+            raise DeviceNotReady(self.view(), str(exc)) from exc
+        except DeviceUnavailable as exc:
+            await self.set_state(State.OFFLINE, str(exc))
+            self.wake.set()                                  # reconnect
+            raise DeviceNotReady(self.view(), str(exc)) from exc
+        except TimeoutError:
+            error = f"no answer within {self.device.timeout:g} s"
+            await self.set_state(State.OFFLINE, error)
+            self._abandon_worker()
+            self.wake.set()
+            raise DeviceNotReady(self.view(), error) from None
+
+    async def reconnect(self) -> None:
+        """Close and open again now; returns after that attempt."""
+        if self.task is None:
+            raise DeviceNotReady(self.status)
+        self.attempted.clear()
+        self.reconnect_asked = True
+        self.wake.set()
+        # open, identify and poll each take at most a step's time
+        await asyncio.wait_for(self.attempted.wait(), 3 * (self.device.timeout + STEP_MARGIN_S) + 1)
+
+    def view(self) -> DeviceStatus:
+        status = self.status
+        detail = dict(status.detail)
+        if self.emulator is not None:
+            detail["emulator"] = self.emulator.detail()
+        return DeviceStatus(status.id, status.driver, status.state, status.since, detail,
+                            status.last_error)
+
+
+class Supervisor:
+    """Every device of the hall, each supervised on its own."""
+
+    def __init__(self, config: Config, store: Store, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.devices: dict[str, Supervised] = {}
+
+    async def start(self) -> None:
+        data_dir = self.config.hall.data_dir
+        for device in self.config.devices.values():
+            if device.driver == "terminal":
+                continue
+            supervised = self.devices[device.id] = Supervised(device, self)
+            supervised.start(data_dir)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self.devices.values()))
+
+    def get(self, device_id: str) -> Supervised:
+        supervised = self.devices.get(device_id)
+        if supervised is None:
+            raise UnknownDevice(device_id)
+        return supervised
+
+    def view(self, device_id: str) -> DeviceStatus:
+        device = self.config.devices.get(device_id)
+        if device is None:
+            raise UnknownDevice(device_id)
+        if device.driver == "terminal":
+            return self._terminal(device)
+        return self.get(device_id).view()
+
+    def views(self) -> list[DeviceStatus]:
+        return [self.view(device_id) for device_id in self.config.devices]
+
+    async def command(self, device_id: str, action: Callable[[Driver], T]) -> T:
+        return await self.get(device_id).command(action)
+
+    async def emit(self, type: str, data: dict[str, Any]) -> None:
+        try:
+            await self.store.transact(lambda tx: tx.emit(type, self.clock(), data))
+        except Exception as exc:            # the store has its own alarms; a device must go on
+            log.error("%s: could not record %s: %s", data.get("device"), type, exc)
+
+    def _terminal(self, device: Device) -> DeviceStatus:
+        """A touch-query terminal: ready; what it prints on is its detail."""
+        printers = {key: device.options[key] for key in ("printer", "fallback_printer")
+                    if device.options.get(key)}
+        detail: dict[str, Any] = dict(printers)
+        for key, printer in printers.items():
+            detail[f"{key}_state"] = self.get(printer).status.state.value
+        return DeviceStatus(device.id, device.driver, State.READY, 0.0, detail)
