@@ -1,4 +1,4 @@
-"""The `kioskd` command: run the daemon, check a devices.toml."""
+"""The `kioskd` command: run the daemon, check a devices.toml, emulate a device."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import uvicorn
@@ -34,9 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a devices.toml without opening devices")
     check.add_argument("-c", "--config", default="devices.toml", type=Path)
 
+    emulate = commands.add_parser("emulate", help="run an emulated device in the foreground")
+    emulated = emulate.add_subparsers(dest="device", required=True)
+    printer = emulated.add_parser("printer", help="an ESC/POS ticket printer on TCP and/or a pty")
+    printer.add_argument("--listen", metavar="HOST:PORT",
+                         help="TCP address (default 127.0.0.1:9100 unless --pty alone)")
+    printer.add_argument("--pty", action="store_true", help="also serve a pseudo-terminal")
+    printer.add_argument("--jobs", type=Path, metavar="DIR",
+                         help="save each job as NNNN.bin, .json and .png here")
+    printer.add_argument("--profile", default="80mm")
+    printer.add_argument("--encoding", default="gb18030")
+
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "emulate":
+        return _emulate_printer(args)
     return _run(args)
 
 
@@ -56,6 +70,42 @@ def _check(path: Path) -> int:
         return EXIT_CONFIG
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
+    return 0
+
+
+def _emulate_printer(args: argparse.Namespace) -> int:
+    from drivers.escpos.codec import ENCODINGS
+    from drivers.escpos.emulator import DecodedTicket, EmulatedPrinter
+    from drivers.escpos.profiles import PROFILES
+
+    if args.profile not in PROFILES or args.encoding not in ENCODINGS:
+        print(f"kioskd: --profile is one of {', '.join(PROFILES)}; "
+              f"--encoding one of {', '.join(ENCODINGS)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    def show(ticket: DecodedTicket, png: Path | None) -> None:
+        state = "cut" if ticket.cut else "no cut: the link closed mid-job"
+        first = next((line.text for line in ticket.lines if line.text.strip()), "")
+        print(f"job: {len(ticket.raw)} bytes, {len(ticket.lines)} lines, {state}: {first}"
+              + (f" -> {png}" if png else ""), flush=True)
+
+    listen = args.listen or (None if args.pty else "127.0.0.1:9100")
+    printer = EmulatedPrinter(args.encoding, PROFILES[args.profile], args.jobs, listen=listen,
+                              pty=args.pty, on_ticket=show)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        printer.start()
+    except (OSError, ValueError) as exc:
+        print(f"kioskd: cannot listen on {listen}: {exc}", file=sys.stderr)
+        printer.close()
+        return 1
+    detail = printer.detail()
+    print(f"emulated {args.profile} printer ({args.encoding}) listening on "
+          + ", ".join(filter(None, [detail.get("listen"), detail.get("pty")])), flush=True)
+    stop.wait()
+    printer.close()
     return 0
 
 
