@@ -136,12 +136,13 @@ def test_bad_parameters_are_refused():
 
 def test_test_page_shows_setup_and_samples():
     profile = PROFILES["58mm"]
-    identity = {"device": "printer_1", "connection": "tcp://10.0.0.5:9100"}
+    identity = {"device": "printer_1", "connection": "tcp://10.0.0.5:9100", "usb": "{0416:5011}"}
     ticket = printed(layout.test_page_job(profile, "gbk", identity), "gbk")
 
     assert ticket.find("58mm") is not None and ticket.find("gbk") is not None
     assert ticket.find("device: printer_1") is not None
     assert ticket.find("connection: tcp://10.0.0.5:9100") is not None
+    assert ticket.find("usb: {0416:5011}") is not None
     assert ticket.find("——————————") is not None
     assert ticket.find("ＡＢＣ１２３") is not None
     ruler = ticket.find("....:....1")

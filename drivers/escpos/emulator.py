@@ -393,7 +393,8 @@ class EmulatedPrinter:
     def __init__(self, encoding: str = "gb18030", profile: Profile = PROFILES["80mm"],
                  jobs_dir: Path | None = None, *, listen: str | None = None, pty: bool = False,
                  name: str = "emulated printer", on_ticket: TicketListener | None = None):
-        codec.Job(encoding)                    # refuses an unknown encoding now, not per job
+        if encoding not in codec.ENCODINGS:
+            raise ValueError(f"encoding must be one of {', '.join(codec.ENCODINGS)}")
         self.encoding = encoding
         self.profile = profile
         self.jobs_dir = jobs_dir

@@ -102,7 +102,7 @@ def test_page_job(profile: Profile, encoding: str, identity: dict[str, str]) -> 
         Text(f"encoding: {encoding}"),
         Text(f"qr: {profile.qr}, module {profile.qr_module_size}; "
              f"cut: {profile.cut}, feed {profile.feed_before_cut}"),
-        *(Text(f"{key}: {value}") for key, value in identity.items()),
+        *(Text(_literal(f"{key}: {value}")) for key, value in identity.items()),
         Rule(),
         Text("中文：请A012号到5号窗口办理"),
         Text("——————————"),
@@ -111,11 +111,16 @@ def test_page_job(profile: Profile, encoding: str, identity: dict[str, str]) -> 
         Text("大字 A012", bold=True, size=(2, 2)),
         Rule(),
         Text(column_ruler(profile.chars_per_line)),
-        Text("一二三四五六七八九十" * (profile.chars_per_line // 20 + 1)),
+        Text(("一二三四五六七八九十" * profile.chars_per_line)[:profile.chars_per_line // 2]),
         Blank(),
         QrCode("kioskd test page"),
     ]
     return render_blocks(tuple(blocks), {}, profile, encoding, beep=True)
+
+
+def _literal(text: str) -> str:
+    """`text` as a template that prints it as is."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def column_ruler(columns: int) -> str:

@@ -89,6 +89,7 @@ def _line_rows(line: Line, profile: Profile) -> list[Image.Image]:
     return images
 
 
+@lru_cache(maxsize=4096)
 def _glyph(char: str, bold: bool, width: int, height: int, cell_width: int,
            row_height: int) -> Image.Image:
     """One character drawn `height` times tall and `width` times wide, no wider than its cell;
