@@ -13,7 +13,7 @@ from drivers.base import TicketSlip
 from drivers.escpos.codec import (ENCODINGS, STATUS_QUERIES, Job, PrinterStatus, decode_status,
                                   display_width, encode_status, qr_picture, raster_bits,
                                   status_query)
-from drivers.escpos.emulator import DecodedTicket, Decoder
+from drivers.escpos.emulator import DecodedTicket, Decoder, PrintedImage
 from drivers.escpos import layout
 from drivers.escpos.layout import ticket_job, wrap
 from drivers.escpos.profiles import PROFILES
@@ -70,7 +70,7 @@ def test_qr_as_a_picture_on_printers_without_native_qr():
     ticket = printed(ticket_job(SLIP, profile, "gb18030"))
 
     assert ticket.qr_codes == []
-    [image] = [item for item in ticket.printed if type(item).__name__ == "PrintedImage"]
+    [image] = [item for item in ticket.printed if isinstance(item, PrintedImage)]
     assert image.width == profile.dots_per_line
     expected = raster_bits(qr_picture(SLIP.status_url, profile.qr_module_size), profile.dots_per_line)
     assert (image.width, image.height) == expected.size
