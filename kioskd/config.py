@@ -450,14 +450,11 @@ class _Reader:
             if driver is not None and driver not in KNOWN_DRIVERS:
                 d.problem("driver", f"unknown driver '{driver}'{_suggest(driver, KNOWN_DRIVERS)}; "
                                     f"known drivers: {', '.join(sorted(KNOWN_DRIVERS))}")
-            options = {key: self.expand_any(label, key, raw)
-                       for key, raw in d.data.items() if key != "driver"}
             if driver == "terminal":
                 pending_terminals.append((d, device_id))
-                options = {}
                 device = Device(id=device_id, driver=driver)
             else:
-                device = self.read_device(d, device_id, driver, options)
+                device = self.read_device(d, label, device_id, driver)
             if valid_id and driver is not None:
                 devices[device_id] = device
         for d, device_id in pending_terminals:
@@ -474,21 +471,23 @@ class _Reader:
                 devices[device_id] = replace(devices[device_id], options=options)
         return devices
 
-    def read_device(self, d: _Table, device_id: str, driver: str | None,
-                    options: dict[str, Any]) -> Device:
+    def read_device(self, d: _Table, label: str, device_id: str, driver: str | None) -> Device:
         """The options every device has, then the driver family's own through
         its `configure` (Klipper's way: each option read once, up front; any key
-        nobody read is an error). Families not built yet keep their options raw."""
-        common = Device(id=device_id, driver=driver or "")
+        nobody read is an error). A family not built yet keeps its options as
+        written, with ${VAR} expanded."""
+        as_written = {key: value for key, value in d.data.items() if key != "driver"}
+        common = Device(id=device_id, driver=driver or "", options=as_written)
         device = replace(
-            common, options=options,
+            common,
             enabled=d.boolean("enabled", common.enabled),
             timeout=d.number("timeout", common.timeout, above=0),
             poll_interval=d.number("poll_interval", common.poll_interval, above=0),
             retry_limit=d.integer("retry_limit", common.retry_limit, low=0))
         family = drivers.family(driver) if driver else None
         if family is None:
-            return device
+            return replace(device, options={key: self.expand_any(label, key, value)
+                                            for key, value in as_written.items()})
         settings = family.configure(d)
         d.finish_unread(_COMMON_DEVICE_KEYS)
         return replace(device, settings=settings)

@@ -298,6 +298,7 @@ class Supervisor:
         self.store = store
         self.clock = clock
         self.devices: dict[str, Supervised] = {}
+        self.started = clock()
 
     async def start(self) -> None:
         data_dir = self.config.hall.data_dir
@@ -343,4 +344,4 @@ class Supervisor:
         detail: dict[str, Any] = dict(printers)
         for key, printer in printers.items():
             detail[f"{key}_state"] = self.get(printer).status.state.value
-        return DeviceStatus(device.id, device.driver, State.READY, 0.0, detail)
+        return DeviceStatus(device.id, device.driver, State.READY, self.started, detail)

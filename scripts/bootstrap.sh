@@ -9,8 +9,8 @@ purpose=${1:-run}
 PYTHON=${PYTHON:-python3}
 
 # Debian splits venv/ensurepip out of python3; everything else kioskd needs comes
-# from PyPI. Device and browser packages join these lists as their issues land.
-apt_run=()
+# from PyPI. fonts-noto-cjk: the emulated printer draws its tickets in Chinese.
+apt_run=(fonts-noto-cjk)
 apt_test=()
 case "$purpose" in
   run)  wanted=("${apt_run[@]}") ;;

@@ -342,11 +342,11 @@ async def test_pause_resume_open_close(client):
 
 # -- 503: the device layer ----------------------------------------------------------------------
 
-async def test_reprint_answers_503_naming_the_printer_while_devices_are_not_running(client):
+async def test_reprint_answers_503_naming_the_printer_while_it_is_disabled(client):
     ticket = await issue(client, "property", terminal="kiosk_1")
     detail = await refused(client, "POST", f"/tickets/{ticket['id']}/reprint", 503,
                            watch=(ticket["id"],), mentions=("printer_1",))
-    assert "offline" in detail or "not running" in detail
+    assert "disabled" in detail
     # naming another terminal is the same printer here, and the same answer
     await refused(client, "POST", f"/tickets/{ticket['id']}/reprint", 503,
                   json={"terminal": "kiosk_1"}, watch=(ticket["id"],), mentions=("printer_1",))

@@ -93,6 +93,10 @@ GUARDED = [
     ("POST", "/windows/1/transfer", {"service": "business"}),
     ("POST", "/windows/1/open", None),
     ("POST", "/windows/1/close", None),
+    ("GET", "/devices", None),
+    ("GET", "/devices/printer_1", None),
+    ("POST", "/devices/printer_1/test", None),
+    ("POST", "/devices/printer_1/reconnect", None),
 ]
 PUBLIC = ["/services", "/windows", "/windows/1", "/queue", "/tickets/TID"]
 
@@ -159,6 +163,16 @@ async def test_wrong_role_is_403(client):
     await denied(client, "POST", "/windows/1/transfer", KIOSK, 403, {"service": "business"})
     for route in ("cancel", "reprint"):
         await denied(client, "POST", f"/tickets/{tid}/{route}", W1, 403)
+
+
+async def test_devices_are_for_the_technician(client):
+    for token in (KIOSK, W1):
+        await denied(client, "GET", "/devices", token, 403, mentions=("technician",))
+        await denied(client, "POST", "/devices/printer_1/test", token, 403)
+    r = await call(client, "GET", "/devices/printer_1", TECH)
+    assert r.status_code == 200 and r.json()["state"] == "disabled"
+    r = await call(client, "POST", "/devices/printer_1/test", TECH)
+    assert r.status_code == 503 and r.json()["device"]["state"] == "disabled"
 
 
 async def test_readmit_is_for_clerks_kiosks_and_supervisors(strict_client):

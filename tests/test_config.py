@@ -288,7 +288,7 @@ def test_a_file_not_saved_as_utf8_is_one_problem(tmp_path):
     ("auth", "[auth]\nclerk = []\n", "[auth]: unknown key 'clerk'"),
     ("window", '[[windows]]\nid = "2"\nname = "2号窗口"\nservices = ["property"]\ntemp = true\n',
      "[windows.2]: unknown key 'temp'"),
-    ("terminal", '[devices.p]\ndriver = "escpos"\n[devices.kiosk_1]\ndriver = "terminal"\n'
+    ("terminal", '[devices.p]\ndriver = "escpos"\nconnection = "tcp://p"\n[devices.kiosk_1]\ndriver = "terminal"\n'
                  'printer = "p"\nbaud = 9600\n', "[devices.kiosk_1]: unknown key 'baud'"),
     ("top-level table", "[hal]\nname = 'x'\n", "[hal]: unknown table (did you mean 'hall'?)"),
 ])
@@ -584,11 +584,14 @@ def test_os_environ_is_the_default_environment(tmp_path, monkeypatch):
 
 def test_variables_expand_in_device_options_and_data_dir(tmp_path):
     config = load(tmp_path, '[devices.printer_1]\ndriver = "escpos"\nconnection = "tcp://${PRINTER_HOST}:9100"\n'
-                            'profile = { name = "${MODEL}" }\nlines = ["${MODEL}"]\n',
+                            'profile = "${PAPER}"\n[devices.voice]\ndriver = "voice"\nlines = ["${PAPER}"]\n',
                   hall='data_dir = "${STATE}/kioskd"',
-                  env={"PRINTER_HOST": "10.0.0.7", "MODEL": "TM-T88V", "STATE": "/srv"})
-    options = config.devices["printer_1"].options
-    assert options == {"connection": "tcp://10.0.0.7:9100", "profile": {"name": "TM-T88V"}, "lines": ["TM-T88V"]}
+                  env={"PRINTER_HOST": "10.0.0.7", "PAPER": "58mm", "STATE": "/srv"})
+    printer = config.devices["printer_1"]
+    assert printer.options == {"connection": "tcp://${PRINTER_HOST}:9100", "profile": "${PAPER}"}
+    assert printer.settings.connection.host == "10.0.0.7"
+    assert printer.settings.profile.chars_per_line == 32
+    assert config.devices["voice"].options == {"lines": ["58mm"]}
     assert config.hall.data_dir == Path("/srv/kioskd")
     assert problems(tmp_path, '[devices.p]\ndriver = "escpos"\nconnection = "${PRINTER_URL}"\n') == [
         "[devices.p] connection: ${PRINTER_URL} is not set",
@@ -658,12 +661,13 @@ def test_device_options_are_kept_as_written_until_the_drivers_check_them(tmp_pat
 
 @pytest.mark.parametrize("device_id", ["kiosk 1", "打印机", "a.b"])
 def test_a_device_id_is_letters_digits_underscore_and_dash(tmp_path, device_id):
-    found = problems(tmp_path, f'[devices."{device_id}"]\ndriver = "escpos"\n')
+    found = problems(tmp_path, f'[devices."{device_id}"]\ndriver = "escpos"\nconnection = "tcp://p"\n')
     assert found == [f"[devices.\"{device_id}\"]: device id '{device_id}' may only contain "
                      "letters A-Z a-z, digits, '_' and '-'"]
 
 
-PRINTERS = '[devices.printer_1]\ndriver = "escpos"\n[devices.printer_2]\ndriver = "escpos"\n'
+PRINTERS = ('[devices.printer_1]\ndriver = "escpos"\nconnection = "tcp://10.0.0.7"\n'
+            '[devices.printer_2]\ndriver = "escpos"\nconnection = "usb://04b8:0e15"\n')
 
 
 def test_a_terminal_with_its_printer_and_a_fallback(tmp_path):
@@ -726,3 +730,38 @@ def test_a_reference_to_a_broken_service_or_window_reports_only_the_entry(tmp_pa
         '[services #2] id: expected a string, got integer; quote it: id = "5"',
         '[windows #2] id: expected a string, got integer; quote it: id = "2"',
     ]
+
+
+# -- a ticket printer's own options (read by the escpos driver's configure) ---------------
+
+def test_a_printer_with_every_option(tmp_path):
+    config = load(tmp_path, '[devices.p]\ndriver = "escpos"\n'
+                            'connection = "serial:///dev/ttyS0?baudrate=19200"\n'
+                            'encoding = "gbk"\nprofile = "58mm-image"\ntimeout = 1.5\n'
+                            'poll_interval = 10\nretry_limit = 5\nenabled = false\n')
+    printer = config.devices["p"]
+    assert (printer.timeout, printer.poll_interval, printer.retry_limit, printer.enabled) == \
+        (1.5, 10.0, 5, False)
+    assert printer.settings.connection.kind == "serial"
+    assert printer.settings.encoding == "gbk"
+    assert printer.settings.profile.qr == "image"
+    assert printer.settings.emulate is False
+
+
+@pytest.mark.parametrize("options, expected", [
+    ('', "[devices.p]: missing key 'connection'"),
+    ('connection = "lpt://1"', "[devices.p] connection: "),
+    ('connection = "tcp://10.0.0.7:99999"', "[devices.p] connection: "),
+    ('connection = "usb://04b8"', "[devices.p] connection: "),
+    ('connection = "tcp://p"\nencoding = "utf-8"', "[devices.p] encoding: 'utf-8' is not one of gb18030, gbk"),
+    ('connection = "tcp://p"\nprofile = "76mm"', "[devices.p] profile: unknown profile '76mm'"),
+    ('connection = "tcp://p"\nbaud = 9600', "[devices.p]: unknown key 'baud'"),
+    ('connection = "tcp://p"\ntimeout = 0', "[devices.p] timeout: 0 is out of range"),
+    ('connection = "tcp://p"\nretry_limit = -1', "[devices.p] retry_limit: -1 is out of range"),
+    ('connection = "tcp://10.0.0.7:9100"\nemulate = true', "[devices.p] emulate: an emulated printer "
+                                                          "listens on a loopback TCP address"),
+    ('connection = "usb://04b8:0e15"\nemulate = true', "[devices.p] emulate: "),
+])
+def test_a_printer_option_that_is_wrong_is_named(tmp_path, options, expected):
+    found = problems(tmp_path, f'[devices.p]\ndriver = "escpos"\n{options}\n')
+    assert len(found) == 1 and found[0].startswith(expected), found

@@ -10,7 +10,7 @@ from .deps import GuardedRoute, roles
 from .models import DeviceOut, DeviceProblem, Problem
 
 router = APIRouter(tags=["devices"], route_class=GuardedRoute,
-                   dependencies=[roles("technician")])
+                   dependencies=[roles("technician", "supervisor")])
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 503: {"model": DeviceProblem}}

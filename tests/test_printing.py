@@ -1,0 +1,376 @@
+"""Tickets printed at the kiosk: the real escpos driver, supervised, talking to an
+emulated printer over a real loopback TCP socket or a pseudo-terminal.
+
+The emulator decodes what it receives into a ticket model; these tests assert on
+that model ("a line reads 不动产登记"), on the device states and events the hall
+sees, and on the ticket's `print` field. Faults are made by changing what the
+emulated printer reports (paper, cover) or does (goes silent, drops the link).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drivers.escpos import Settings
+from drivers.escpos.codec import PrinterStatus
+from drivers.escpos.emulator import EmulatedPrinter
+from drivers.escpos.profiles import PROFILES
+from drivers.escpos.transport import parse_connection
+from kioskd.app import create_app
+from kioskd.config import Config, Device
+from conftest import small_hall
+
+API = "/api/v1"
+TIMEOUT = 0.5          # the printers' timeout here: a silent printer costs this much
+POLL = 0.1             # seconds between status polls
+WAIT = 10.0            # how long a test waits for a state before it fails
+
+
+def printer_device(device_id: str, connection: str, **common) -> Device:
+    settings = Settings(parse_connection(connection), "gb18030", PROFILES["80mm"])
+    return Device(device_id, "escpos", {"connection": connection}, settings=settings,
+                  timeout=TIMEOUT, poll_interval=POLL, **common)
+
+
+def hall_with_printers(tmp_path: Path, printer: str, fallback: str | None = None,
+                       *, print_materials: bool = False) -> Config:
+    """The small hall, its kiosk printing on `printer` (and `fallback`)."""
+    config = small_hall(tmp_path / "var")
+    devices = {"printer_1": printer_device("printer_1", printer)}
+    kiosk = {"printer": "printer_1"}
+    if fallback is not None:
+        devices["printer_2"] = printer_device("printer_2", fallback)
+        kiosk["fallback_printer"] = "printer_2"
+    devices["kiosk_1"] = Device("kiosk_1", "terminal", kiosk)
+    return replace(config, devices=devices,
+                   hall=replace(config.hall, print_materials=print_materials))
+
+
+@pytest.fixture
+def emulator():
+    printer = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+    yield printer
+    printer.close()
+
+
+@pytest.fixture
+def spare():
+    printer = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+    yield printer
+    printer.close()
+
+
+def tcp(printer: EmulatedPrinter) -> str:
+    return f"tcp://127.0.0.1:{printer.listen_tcp('127.0.0.1', 0)}"
+
+
+class Hall:
+    """The daemon in-process: an HTTP client and its event log."""
+
+    def __init__(self, client: httpx.AsyncClient, app):
+        self.client = client
+        self.app = app
+
+    async def issue(self, service: str = "property", **body) -> dict:
+        r = await self.client.post(f"{API}/tickets", json={"service": service,
+                                                          "terminal": "kiosk_1", **body})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    async def device(self, device_id: str = "printer_1") -> dict:
+        r = await self.client.get(f"{API}/devices/{device_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def until(self, state: str, device_id: str = "printer_1") -> dict:
+        """Poll the device until it is in `state` (fails after WAIT seconds)."""
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while (device := await self.device(device_id))["state"] != state:
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
+            await asyncio.sleep(0.02)
+        return device
+
+    def events(self, type: str) -> list[dict]:
+        return [e.data for e in self.app.state.bus.since(0) or [] if e.type == type]
+
+
+@asynccontextmanager
+async def hall(config: Config) -> AsyncIterator[Hall]:
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
+            yield Hall(client, app)
+
+
+def printed(emulator: EmulatedPrinter, count: int = 1):
+    return emulator.wait_for_tickets(count, timeout=WAIT)[count - 1]
+
+
+# -- a ticket on paper --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", ["tcp", "pty"])
+async def test_a_ticket_taken_at_the_kiosk_prints_in_chinese_with_its_qr_code(
+        tmp_path, emulator, link):
+    if link == "tcp":
+        connection = tcp(emulator)
+    else:
+        connection = f"serial://{emulator.listen_pty()}?baudrate=115200"
+    async with hall(hall_with_printers(tmp_path, connection)) as h:
+        await h.until("ready")
+        ticket = await h.issue("property")
+        assert ticket["print"] == {"device": "printer_1", "status": "printed", "error": None}
+
+        paper = printed(emulator)
+        assert paper.find("测试政务服务中心") is not None
+        assert paper.find("不动产登记") is not None
+        number = paper.find(ticket["number"])
+        assert number is not None and number.width >= 2 and number.height >= 2
+        assert "1号窗口" in paper.text() and "4号窗口" in paper.text()
+        assert "临时窗口" not in paper.text()          # a temporary window is not promised
+        assert paper.qr_codes == [f"http://127.0.0.1:8080/api/v1/tickets/{ticket['id']}"]
+        assert paper.cut
+        assert "?" not in paper.text()
+
+
+async def test_the_materials_line_is_printed_when_the_hall_wants_the_guide_on_paper(
+        tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator), print_materials=True)) as h:
+        await h.until("ready")
+        await h.issue("property")
+        assert "不动产权属证书" in printed(emulator).text()
+
+
+async def test_a_ticket_taken_without_printing_is_not_printed(tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        ticket = await h.issue("property", print=False)
+        assert ticket["print"]["status"] == "none"
+        await h.issue("business")
+        assert printed(emulator).find("企业开办") is not None
+        assert len(emulator.tickets) == 1
+
+
+# -- faults -------------------------------------------------------------------------
+
+
+async def test_paper_near_end_degrades_the_printer_raises_an_alert_and_still_prints(
+        tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        emulator.status = PrinterStatus(paper="near_end")
+        device = await h.until("degraded")
+        assert device["detail"]["paper"] == "near_end"
+        assert device["last_error"] == "paper near end"
+        assert [a["kind"] for a in h.events("alert")] == ["paper_near_end"]
+
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "printed"
+        assert printed(emulator).find(ticket["number"]) is not None
+
+        emulator.status = PrinterStatus(paper="ok")
+        await h.until("ready")
+        assert [a["state"] for a in h.events("alert")] == ["raised", "cleared"]
+        states = [e["state"] for e in h.events("device.changed") if e["device"] == "printer_1"]
+        assert states == ["ready", "degraded", "ready"]
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (PrinterStatus(paper="out"), "paper out"),
+    (PrinterStatus(cover_open=True, online=False), "cover open"),
+])
+async def test_a_printer_that_cannot_print_fails_the_print_not_the_issue_and_reprints_when_mended(
+        tmp_path, emulator, fault, reason):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        emulator.status = fault
+        device = await h.until("offline")
+        assert device["last_error"] == reason
+
+        ticket = await h.issue("property")
+        assert ticket["status"] == "waiting"
+        assert ticket["print"]["status"] == "failed"
+        assert reason in ticket["print"]["error"]
+        assert emulator.tickets == []
+
+        r = await h.client.post(f"{API}/tickets/{ticket['id']}/reprint")
+        assert r.status_code == 503
+        assert r.json()["device"]["state"] == "offline"
+        assert r.json()["device"]["last_error"] == reason
+
+        called = await h.client.post(f"{API}/windows/1/call-next")
+        assert called.json()["number"] == ticket["number"]      # the queue never noticed
+
+        emulator.status = PrinterStatus()
+        await h.until("ready")
+        r = await h.client.post(f"{API}/tickets/{ticket['id']}/reprint")
+        assert r.status_code == 200, r.text
+        assert r.json()["print"] == {"device": "printer_1", "status": "printed", "error": None}
+        assert printed(emulator).find(ticket["number"]) is not None
+
+
+async def test_a_fault_found_while_printing_is_reported_before_the_next_poll(tmp_path, emulator):
+    config = hall_with_printers(tmp_path, tcp(emulator))
+    slow = {k: replace(d, poll_interval=3600) if d.driver == "escpos" else d
+            for k, d in config.devices.items()}
+    async with hall(replace(config, devices=slow)) as h:
+        await h.until("ready")
+        emulator.status = PrinterStatus(paper="out")
+        ticket = await h.issue()                       # the status asked before the job says no
+        assert ticket["print"]["status"] == "failed"
+        assert "paper out" in ticket["print"]["error"]
+        assert (await h.device())["state"] == "offline"
+        assert emulator.tickets == []
+
+
+async def test_a_silent_printer_costs_its_timeout_and_the_hall_goes_on(tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        emulator.silent = True
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "failed"
+        assert "no answer" in ticket["print"]["error"] or "offline" in ticket["print"]["error"]
+        await h.until("offline")
+        # issue and call keep answering while the printer is broken
+        other = await h.issue("social")
+        assert other["print"]["status"] == "failed"
+        called = await h.client.post(f"{API}/windows/3/call-next")
+        assert called.json()["number"] == other["number"]
+
+        emulator.silent = False
+        await h.until("ready")
+        r = await h.client.post(f"{API}/tickets/{ticket['id']}/reprint")
+        assert r.json()["print"]["status"] == "printed"
+        assert printed(emulator).find(ticket["number"]) is not None
+
+
+async def test_a_dropped_connection_is_logged_once_and_the_printer_comes_back(
+        tmp_path, emulator, caplog):
+    caplog.set_level(logging.INFO, logger="kioskd.devices")
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        emulator.drop_connections()
+        await h.until("offline")
+        device = await h.until("ready")
+        assert device["last_error"]
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "printed"
+    lines = [r.getMessage() for r in caplog.records if r.name == "kioskd.devices"]
+    assert sum("-> offline" in line for line in lines) == 1, lines
+
+
+async def test_a_printer_that_is_not_there_reconnects_with_backoff_and_logs_once(
+        tmp_path, emulator, caplog):
+    caplog.set_level(logging.INFO, logger="kioskd.devices")
+    port = emulator.listen_tcp("127.0.0.1", 0)
+    emulator.close()                                  # nothing listens there now
+    async with hall(hall_with_printers(tmp_path, f"tcp://127.0.0.1:{port}")) as h:
+        async def attempts() -> int:
+            return h.app.state.devices.get("printer_1").attempts
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while await attempts() < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        device = await h.device()
+        assert device["state"] == "offline"
+        assert "127.0.0.1" in device["last_error"]
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "failed"
+        assert "printer_1" in ticket["print"]["error"]
+
+        again = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+        try:
+            again.listen_tcp("127.0.0.1", port)
+            await h.until("ready")
+        finally:
+            again.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "kioskd.devices"]
+    assert sum("offline after 1 attempt" in line for line in lines) == 1, lines
+    assert any("recovered after" in line for line in lines), lines
+
+
+async def test_the_fallback_printer_prints_while_the_first_is_out_of_paper(
+        tmp_path, emulator, spare):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator), tcp(spare))) as h:
+        await h.until("ready", "printer_1")
+        await h.until("ready", "printer_2")
+        emulator.status = PrinterStatus(paper="out")
+        await h.until("offline", "printer_1")
+        ticket = await h.issue()
+        assert ticket["print"] == {"device": "printer_2", "status": "printed", "error": None}
+        assert printed(spare).find(ticket["number"]) is not None
+        assert emulator.tickets == []
+
+
+# -- the technician's routes -----------------------------------------------------------
+
+
+async def test_the_technician_sees_every_device_prints_a_test_page_and_reconnects(
+        tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        r = await h.client.get(f"{API}/devices")
+        assert r.status_code == 200
+        by_id = {d["id"]: d for d in r.json()}
+        assert by_id["printer_1"]["driver"] == "escpos"
+        assert by_id["printer_1"]["detail"]["profile"] == "80mm"
+        assert by_id["printer_1"]["detail"]["paper"] == "ok"
+        assert by_id["kiosk_1"]["state"] == "ready"
+        assert by_id["kiosk_1"]["detail"]["printer"] == "printer_1"
+        for device in by_id.values():
+            assert set(device) == {"id", "driver", "state", "detail", "last_error", "since"}
+
+        r = await h.client.post(f"{API}/devices/printer_1/test")
+        assert r.status_code == 200, r.text
+        page = printed(emulator)
+        assert "80mm" in page.text() and "gb18030" in page.text().lower()
+
+        r = await h.client.post(f"{API}/devices/printer_1/reconnect")
+        assert r.status_code == 200
+        assert r.json()["state"] == "ready"
+
+        assert (await h.client.get(f"{API}/devices/nope")).status_code == 404
+        r = await h.client.post(f"{API}/devices/kiosk_1/test")
+        assert r.status_code == 409
+
+
+async def test_a_test_page_on_a_printer_out_of_paper_answers_503_with_its_state(
+        tmp_path, emulator):
+    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        await h.until("ready")
+        emulator.status = PrinterStatus(paper="out")
+        await h.until("offline")
+        r = await h.client.post(f"{API}/devices/printer_1/test")
+        assert r.status_code == 503
+        body = r.json()
+        assert "paper out" in body["detail"]
+        assert body["device"]["id"] == "printer_1" and body["device"]["state"] == "offline"
+
+
+async def test_disabled_devices_and_drivers_not_built_yet_are_shown_disabled(tmp_path, emulator):
+    config = hall_with_printers(tmp_path, tcp(emulator))
+    devices = dict(config.devices)
+    devices["printer_1"] = replace(devices["printer_1"], enabled=False)
+    devices["voice"] = Device("voice", "voice", {"engine": "pyttsx3"})
+    async with hall(replace(config, devices=devices)) as h:
+        printer = await h.device("printer_1")
+        assert printer["state"] == "disabled"
+        assert "enabled = false" in printer["last_error"]
+        voice = await h.device("voice")
+        assert voice["state"] == "disabled"
+        assert "voice" in voice["last_error"]
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "failed"
+        assert "disabled" in ticket["print"]["error"]
+        r = await h.client.post(f"{API}/devices/voice/test")
+        assert r.status_code == 503
