@@ -16,6 +16,7 @@ bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python benchmarks/run.py
 	.venv/bin/python benchmarks/history.py
+	.venv/bin/python benchmarks/printing.py
 
 check:
 	@scripts/bootstrap.sh run

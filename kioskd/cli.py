@@ -125,15 +125,24 @@ def _run(args: argparse.Namespace) -> int:
               "or bind to 127.0.0.1.", file=sys.stderr)
         return EXIT_CONFIG
 
-    logging.basicConfig(level=args.log_level.upper(),
+    logging.basicConfig(level=args.log_level.upper(), force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_without_library_chatter)
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(
         app, host=host, port=port, log_level=args.log_level, lifespan="on",
+        log_config=None,          # uvicorn logs through ours: one format, and kioskd's own lines kept
         timeout_graceful_shutdown=10, access_log=False, server_header=False,
         proxy_headers=False))     # clients connect directly; no proxy's headers to trust
     server.run()
     return 0 if server.started else 1
+
+
+def _without_library_chatter(record: logging.LogRecord) -> bool:
+    """python-escpos logs every open and close on the root logger at INFO; the
+    device supervisor already logs each state change once."""
+    return record.levelno >= logging.WARNING or f"{os.sep}escpos{os.sep}" not in record.pathname
 
 
 GC_THRESHOLD = (10_000, 10, 10)

@@ -291,6 +291,9 @@ class TcpLink(Link):
             # it was handling says what actually happened.
             raise self._connect_error(error.__context__) from error
         self._socket: socket.socket = self._printer.device
+        # A status query (3 bytes) follows each job: without this, Nagle's algorithm
+        # holds it until the job is acknowledged, and delayed ACK makes that 40 ms.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _connect_error(self, cause: BaseException | None) -> DeviceUnavailable:
         if isinstance(cause, TimeoutError):
