@@ -22,8 +22,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any, TypeVar
 
 import drivers
@@ -66,6 +67,35 @@ class DeviceStatus:
     since: float
     detail: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None
+
+
+class Worker:
+    """One daemon thread running a device's blocking calls in order. A daemon
+    thread, unlike a ThreadPoolExecutor's, never holds up the process's exit
+    when a library call hangs for good."""
+
+    def __init__(self, name: str):
+        self._jobs: SimpleQueue[tuple[Future, Callable[[], Any]] | None] = SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, fn))
+        return future
+
+    def stop(self) -> None:
+        """Run what is queued, then end; a cancelled job is skipped."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:         # handed to the waiting coroutine
+                future.set_exception(exc)
 
 
 class Supervised:
@@ -113,7 +143,7 @@ class Supervised:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         await self.close_driver()
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.stop()
         if self.emulator is not None:
             self.emulator.close()
 
@@ -125,7 +155,7 @@ class Supervised:
                 await self.failed(str(exc))
             except TimeoutError:
                 self._abandon_worker()
-                await self.failed(f"no answer within {self.device.timeout:g} s")
+                await self.failed(f"no answer within {self.step_limit:g} s")
             await self.close_driver()
             if self.reconnect_asked:
                 self.attempts = 0
@@ -163,12 +193,14 @@ class Supervised:
                 pass
             await self.apply(await self.step(driver.poll))
 
-    async def step(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+    @property
+    def step_limit(self) -> float:
+        return self.device.timeout + STEP_MARGIN_S
+
+    async def step(self, fn: Callable[[], T]) -> T:
         """Run a blocking driver call on this device's worker thread, under a timeout.
         A call still queued when the time is up never runs."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._worker, fn)
-        return await asyncio.wait_for(future, timeout or self.device.timeout + STEP_MARGIN_S)
+        return await asyncio.wait_for(asyncio.wrap_future(self._worker.submit(fn)), self.step_limit)
 
     async def close_driver(self) -> None:
         if self.driver is None:
@@ -178,8 +210,8 @@ class Supervised:
         except (TimeoutError, DeviceError):
             self._abandon_worker()
 
-    def _new_worker(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"device-{self.device.id}")
+    def _new_worker(self) -> Worker:
+        return Worker(f"device-{self.device.id}")
 
     def _abandon_worker(self) -> None:
         """Leave a thread stuck in a call behind (its transport's own timeout ends
@@ -189,7 +221,7 @@ class Supervised:
         if self.driver is not None:
             threading.Thread(target=self.driver.close, daemon=True,
                              name=f"close-{self.device.id}").start()
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.stop()
         self._worker = self._new_worker()
         if self.family is not None:
             self.driver = self.family.create(self.device.id, self.device.settings,
@@ -265,7 +297,7 @@ class Supervised:
             self.wake.set()                                  # reconnect
             raise DeviceNotReady(self.view(), str(exc)) from exc
         except TimeoutError:
-            error = f"no answer within {self.device.timeout:g} s"
+            error = f"no answer within {self.step_limit:g} s"
             await self.set_state(State.OFFLINE, error)
             self._abandon_worker()
             self.wake.set()
@@ -279,7 +311,7 @@ class Supervised:
         self.reconnect_asked = True
         self.wake.set()
         # open, identify and poll each take at most a step's time
-        await asyncio.wait_for(self.attempted.wait(), 3 * (self.device.timeout + STEP_MARGIN_S) + 1)
+        await asyncio.wait_for(self.attempted.wait(), 3 * self.step_limit + 1)
 
     def view(self) -> DeviceStatus:
         status = self.status

@@ -10,7 +10,10 @@ emulated printer reports (paper, cover) or does (goes silent, drops the link).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import threading
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,14 +21,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
+from drivers.base import Health, State
 from drivers.escpos import Settings
 from drivers.escpos.codec import PrinterStatus
-from drivers.escpos.emulator import EmulatedPrinter
+from drivers.escpos.emulator import Decoder, EmulatedPrinter
 from drivers.escpos.profiles import PROFILES
 from drivers.escpos.transport import parse_connection
 from kioskd.app import create_app
-from kioskd.config import Config, Device
+from kioskd.config import Config, Device, loads_config
 from conftest import small_hall
 
 API = "/api/v1"
@@ -374,3 +379,104 @@ async def test_disabled_devices_and_drivers_not_built_yet_are_shown_disabled(tmp
         assert "disabled" in ticket["print"]["error"]
         r = await h.client.post(f"{API}/devices/voice/test")
         assert r.status_code == 503
+
+
+async def test_a_printer_that_stops_coming_back_is_given_up_and_reconnected_by_hand(
+        tmp_path, emulator):
+    port = emulator.listen_tcp("127.0.0.1", 0)
+    emulator.close()
+    config = hall_with_printers(tmp_path, f"tcp://127.0.0.1:{port}")
+    devices = {**config.devices, "printer_1": replace(config.devices["printer_1"], retry_limit=2)}
+    async with hall(replace(config, devices=devices)) as h:
+        device = await h.until("disabled")
+        assert device["last_error"].startswith("gave up after 2 attempts: ")
+        again = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+        try:
+            again.listen_tcp("127.0.0.1", port)
+            r = await h.client.post(f"{API}/devices/printer_1/reconnect")
+            assert r.status_code == 200, r.text
+            assert r.json()["state"] == "ready"
+        finally:
+            again.close()
+
+
+async def test_a_printer_behind_a_device_file_prints_without_reading_back(tmp_path):
+    """file:// links (/dev/usb/lp0) only write: the ticket is sent, the state stays ready."""
+    lp0 = tmp_path / "lp0"
+    lp0.touch()
+    async with hall(hall_with_printers(tmp_path, f"file://{lp0}")) as h:
+        device = await h.until("ready")
+        assert "cannot read back" in device["detail"]["status"]
+        ticket = await h.issue("social")
+        assert ticket["print"]["status"] == "printed"
+    decoder = Decoder("gb18030", lambda: PrinterStatus())
+    decoder.feed(lp0.read_bytes())
+    [paper] = decoder.take_tickets()
+    assert paper.find(ticket["number"]) is not None and paper.find("社保业务") is not None
+
+
+async def test_the_demo_halls_emulated_printer_links_its_last_ticket_as_png(tmp_path):
+    shipped = (Path(__file__).resolve().parents[1] / "devices.toml").read_text(encoding="utf-8")
+    free = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+    port = free.listen_tcp("127.0.0.1", 0)      # a free port for the daemon's own emulator
+    free.close()
+    config = loads_config(shipped.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}"),
+                          base_dir=tmp_path, env={})
+    async with hall(config) as h:
+        device = await h.until("ready")
+        assert device["detail"]["emulator"]["last_png"] is None
+        ticket = await h.issue("property")
+        assert ticket["print"]["status"] == "printed"
+        device = await h.device()
+        link = device["detail"]["emulator"]["last_png"]
+        assert link == f"{API}/devices/printer_1/last-ticket.png"
+        r = await h.client.get(link)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        picture = Image.open(io.BytesIO(r.content))
+        assert picture.width == PROFILES["80mm"].dots_per_line
+        jobs = tmp_path / "var" / "emulators" / "printer_1"
+        assert len(list(jobs.glob("*.json"))) == 1
+        r = await h.client.get(f"{API}/devices/kiosk_1/last-ticket.png")
+        assert r.status_code == 409
+
+
+class HangingDriver:
+    """A driver whose poll never returns, like a library call that ignores its
+    timeout: no transport can make this happen, so it is a stand-in."""
+
+    released = threading.Event()
+
+    def __init__(self, *args, **kwargs):
+        self.polls = 0
+
+    def open(self) -> None:
+        pass
+
+    def identify(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        HangingDriver.released.set()
+
+    def self_test(self) -> dict:
+        return {}
+
+    def poll(self):
+        self.polls += 1
+        if self.polls > 1:
+            HangingDriver.released.wait(30)
+        return Health(State.READY)
+
+
+async def test_a_driver_call_that_hangs_is_abandoned_and_the_hall_goes_on(tmp_path, monkeypatch):
+    family = types.SimpleNamespace(configure=None, create=lambda *a, **k: HangingDriver())
+    monkeypatch.setattr("drivers.family", lambda name: family if name == "hanging" else None)
+    config = small_hall(tmp_path / "var")
+    hanging = Device("lamp", "hanging", {}, timeout=0.2, poll_interval=0.05)
+    async with hall(replace(config, devices={"lamp": hanging})) as h:
+        await h.until("ready", "lamp")
+        device = await h.until("offline", "lamp")
+        assert device["last_error"] == "no answer within 1.2 s"      # timeout + 1 s margin
+        assert HangingDriver.released.is_set()       # its link was closed from another thread
+        r = await h.client.post(f"{API}/tickets", json={"service": "property"})
+        assert r.status_code == 201
