@@ -47,10 +47,12 @@ USABLE = (State.READY, State.DEGRADED)
 class DeviceNotReady(Exception):
     """A command for a device that cannot take it now; answered 503 with its state."""
 
-    def __init__(self, status: DeviceStatus, reason: str | None = None):
+    def __init__(self, status: DeviceStatus, reason: str | None = None, *,
+                 message: str | None = None):
         self.status = status
         why = reason or status.last_error or status.state.value
-        super().__init__(f"{status.driver} device '{status.id}' is {status.state.value}: {why}")
+        super().__init__(message or f"{status.driver} device '{status.id}' is "
+                                    f"{status.state.value}: {why}")
 
 
 class UnknownDevice(LookupError):
@@ -133,7 +135,13 @@ class Supervised:
         if emulate is not None:
             self.emulator = emulate(device.id, device.settings, data_dir=data_dir)
             if self.emulator is not None:
-                self.emulator.start()
+                try:
+                    self.emulator.start()
+                except OSError as exc:      # e.g. a standalone emulator holds the port
+                    log.error("%s: the emulated device could not start (%s); connecting to "
+                              "whatever answers there", device.id, exc)
+                    self.emulator.close()
+                    self.emulator = None
         self.driver = self.family.create(device.id, device.settings, timeout=device.timeout,
                                          data_dir=data_dir)
         self.task = asyncio.create_task(self.run(), name=f"device {device.id}")

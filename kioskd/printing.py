@@ -43,11 +43,16 @@ class Printing:
         return await self.queue.record_print(view.ticket.id, device, status, error)
 
     async def reprint(self, view: TicketView, terminal: str) -> TicketView:
-        """Print again; DeviceNotReady (503) when no printer of the terminal can."""
+        """Print again; DeviceNotReady (503) when no printer of the terminal can,
+        or when printing fails (the failure is kept on the ticket too)."""
         printers = self.printers(terminal)
         if not any(self.devices.get(p).usable for p in printers):
             raise DeviceNotReady(self.devices.view(printers[0]))
-        return await self.print_issued(view, terminal)
+        view = await self.print_issued(view, terminal)
+        if view.ticket.print_status is PrintStatus.FAILED:
+            raise DeviceNotReady(self.devices.view(view.ticket.print_device or printers[0]),
+                                 message=f"{view.ticket.number} not printed: {view.ticket.print_error}")
+        return view
 
     async def _print(self, view: TicketView, terminal: str) -> tuple[str, str | None]:
         slip = self.slip(view)

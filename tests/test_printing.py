@@ -480,3 +480,35 @@ async def test_a_driver_call_that_hangs_is_abandoned_and_the_hall_goes_on(tmp_pa
         assert HangingDriver.released.is_set()       # its link was closed from another thread
         r = await h.client.post(f"{API}/tickets", json={"service": "property"})
         assert r.status_code == 201
+
+
+async def test_a_reprint_that_fails_answers_503_and_the_ticket_says_so(tmp_path, emulator):
+    config = hall_with_printers(tmp_path, tcp(emulator))
+    slow = {k: replace(d, poll_interval=3600) if d.driver == "escpos" else d
+            for k, d in config.devices.items()}
+    async with hall(replace(config, devices=slow)) as h:
+        await h.until("ready")
+        ticket = await h.issue()
+        assert ticket["print"]["status"] == "printed"
+        emulator.status = PrinterStatus(paper="out")       # not polled yet: still `ready`
+        r = await h.client.post(f"{API}/tickets/{ticket['id']}/reprint")
+        assert r.status_code == 503
+        assert r.json()["detail"].startswith(f"{ticket['number']} not printed: ")
+        assert "paper out" in r.json()["detail"]
+        assert r.json()["device"]["state"] == "offline"
+        kept = (await h.client.get(f"{API}/tickets/{ticket['id']}")).json()
+        assert kept["print"]["status"] == "failed" and "paper out" in kept["print"]["error"]
+        assert len(emulator.tickets) == 1
+
+
+async def test_the_demo_printer_prints_on_a_standalone_emulator_holding_its_port(tmp_path, emulator):
+    port = emulator.listen_tcp("127.0.0.1", 0)             # `kioskd emulate printer` got there first
+    shipped = (Path(__file__).resolve().parents[1] / "devices.toml").read_text(encoding="utf-8")
+    config = loads_config(shipped.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}"),
+                          base_dir=tmp_path, env={})
+    async with hall(config) as h:
+        device = await h.until("ready")
+        assert "emulator" not in device["detail"]
+        ticket = await h.issue("property")
+        assert ticket["print"]["status"] == "printed"
+        assert printed(emulator).find(ticket["number"]) is not None
