@@ -28,7 +28,7 @@ from queue import SimpleQueue
 from typing import Any, TypeVar
 
 import drivers
-from drivers.base import Alert, DeviceError, DeviceFault, DeviceUnavailable, Driver, Health, State
+from drivers.base import Alert, DeviceError, DeviceFault, Driver, Health, State
 
 from .config import Config, Device
 from .store import Store
@@ -164,6 +164,9 @@ class Supervised:
             except TimeoutError:
                 self._abandon_worker()
                 await self.failed(f"no answer within {self.step_limit:g} s")
+            except Exception as exc:             # a driver bug: it let a library's error out
+                log.exception("%s: driver error", self.device.id)
+                await self.failed(f"driver error: {type(exc).__name__}: {exc}")
             await self.close_driver()
             if self.reconnect_asked:
                 self.attempts = 0
@@ -215,7 +218,7 @@ class Supervised:
             return
         try:
             await self.step(self.driver.close)
-        except (TimeoutError, DeviceError):
+        except Exception:                        # close never raises; if it does, start afresh
             self._abandon_worker()
 
     def _new_worker(self) -> Worker:
@@ -295,21 +298,21 @@ class Supervised:
         if not self.usable:
             raise DeviceNotReady(self.view())
         driver = self.driver
+        fault = False                            # the device answered: no reconnect needed
         try:
             return await self.step(lambda: action(driver))
-        except DeviceFault as exc:
-            await self.set_state(State.OFFLINE, str(exc))   # the next poll sees it mended
-            raise DeviceNotReady(self.view(), str(exc)) from exc
-        except DeviceUnavailable as exc:
-            await self.set_state(State.OFFLINE, str(exc))
-            self.wake.set()                                  # reconnect
-            raise DeviceNotReady(self.view(), str(exc)) from exc
         except TimeoutError:
             error = f"no answer within {self.step_limit:g} s"
-            await self.set_state(State.OFFLINE, error)
             self._abandon_worker()
-            self.wake.set()
-            raise DeviceNotReady(self.view(), error) from None
+        except DeviceError as exc:
+            error, fault = str(exc), isinstance(exc, DeviceFault)
+        except Exception as exc:                 # a driver bug: it let a library's error out
+            log.exception("%s: driver error", self.device.id)
+            error = f"driver error: {type(exc).__name__}: {exc}"
+        await self.set_state(State.OFFLINE, error)
+        if not fault:
+            self.wake.set()                      # reconnect; a fault is seen mended by the next poll
+        raise DeviceNotReady(self.view(), error)
 
     async def reconnect(self) -> None:
         """Close and open again now; returns after that attempt."""

@@ -512,3 +512,28 @@ async def test_the_demo_printer_prints_on_a_standalone_emulator_holding_its_port
         ticket = await h.issue("property")
         assert ticket["print"]["status"] == "printed"
         assert printed(emulator).find(ticket["number"]) is not None
+
+
+class BuggyPrinter(HangingDriver):
+    """A driver that lets a library's exception out of print_ticket: a bug no
+    transport can provoke on purpose, so a stand-in."""
+
+    def poll(self):
+        return Health(State.READY)
+
+    def print_ticket(self, slip):
+        raise KeyError("boom")
+
+
+async def test_a_driver_bug_while_printing_fails_the_print_not_the_issue(tmp_path, monkeypatch):
+    family = types.SimpleNamespace(configure=None, create=lambda *a, **k: BuggyPrinter())
+    monkeypatch.setattr("drivers.family", lambda name: family if name == "buggy" else None)
+    config = small_hall(tmp_path / "var")
+    devices = {"printer_1": Device("printer_1", "buggy", {}, poll_interval=3600),
+               "kiosk_1": Device("kiosk_1", "terminal", {"printer": "printer_1"})}
+    async with hall(replace(config, devices=devices)) as h:
+        await h.until("ready")
+        ticket = await h.issue()
+        assert ticket["status"] == "waiting"
+        assert ticket["print"]["status"] == "failed"
+        assert "driver error: KeyError" in ticket["print"]["error"]
