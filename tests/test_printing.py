@@ -39,20 +39,21 @@ POLL = 0.1             # seconds between status polls
 WAIT = 10.0            # how long a test waits for a state before it fails
 
 
-def printer_device(device_id: str, connection: str, **common) -> Device:
+def printer_device(device_id: str, connection: str, poll: float = POLL) -> Device:
     settings = Settings(parse_connection(connection), "gb18030", PROFILES["80mm"])
     return Device(device_id, "escpos", {"connection": connection}, settings=settings,
-                  timeout=TIMEOUT, poll_interval=POLL, **common)
+                  timeout=TIMEOUT, poll_interval=poll)
 
 
 def hall_with_printers(tmp_path: Path, printer: str, fallback: str | None = None,
-                       *, print_materials: bool = False) -> Config:
-    """The small hall, its kiosk printing on `printer` (and `fallback`)."""
+                       *, print_materials: bool = False, poll: float = POLL) -> Config:
+    """The small hall, its kiosk printing on `printer` (and `fallback`); the printers
+    are polled every `poll` seconds."""
     config = small_hall(tmp_path / "var")
-    devices = {"printer_1": printer_device("printer_1", printer)}
+    devices = {"printer_1": printer_device("printer_1", printer, poll)}
     kiosk = {"printer": "printer_1"}
     if fallback is not None:
-        devices["printer_2"] = printer_device("printer_2", fallback)
+        devices["printer_2"] = printer_device("printer_2", fallback, poll)
         kiosk["fallback_printer"] = "printer_2"
     devices["kiosk_1"] = Device("kiosk_1", "terminal", kiosk)
     return replace(config, devices=devices,
@@ -225,10 +226,7 @@ async def test_a_printer_that_cannot_print_fails_the_print_not_the_issue_and_rep
 
 
 async def test_a_fault_found_while_printing_is_reported_before_the_next_poll(tmp_path, emulator):
-    config = hall_with_printers(tmp_path, tcp(emulator))
-    slow = {k: replace(d, poll_interval=3600) if d.driver == "escpos" else d
-            for k, d in config.devices.items()}
-    async with hall(replace(config, devices=slow)) as h:
+    async with hall(hall_with_printers(tmp_path, tcp(emulator), poll=3600)) as h:
         await h.until("ready")
         emulator.status = PrinterStatus(paper="out")
         ticket = await h.issue()                       # the status asked before the job says no
@@ -483,10 +481,7 @@ async def test_a_driver_call_that_hangs_is_abandoned_and_the_hall_goes_on(tmp_pa
 
 
 async def test_a_reprint_that_fails_answers_503_and_the_ticket_says_so(tmp_path, emulator):
-    config = hall_with_printers(tmp_path, tcp(emulator))
-    slow = {k: replace(d, poll_interval=3600) if d.driver == "escpos" else d
-            for k, d in config.devices.items()}
-    async with hall(replace(config, devices=slow)) as h:
+    async with hall(hall_with_printers(tmp_path, tcp(emulator), poll=3600)) as h:
         await h.until("ready")
         ticket = await h.issue()
         assert ticket["print"]["status"] == "printed"
