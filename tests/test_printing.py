@@ -78,6 +78,13 @@ def tcp(printer: EmulatedPrinter) -> str:
     return f"tcp://127.0.0.1:{printer.listen_tcp('127.0.0.1', 0)}"
 
 
+def linked(printer: EmulatedPrinter, link: str) -> str:
+    """The printer's connection over a loopback socket or a pseudo-terminal."""
+    if link == "tcp":
+        return tcp(printer)
+    return f"serial://{printer.listen_pty()}?baudrate=115200"
+
+
 class Hall:
     """The daemon in-process: an HTTP client and its event log."""
 
@@ -128,11 +135,7 @@ def printed(emulator: EmulatedPrinter, count: int = 1):
 @pytest.mark.parametrize("link", ["tcp", "pty"])
 async def test_a_ticket_taken_at_the_kiosk_prints_in_chinese_with_its_qr_code(
         tmp_path, emulator, link):
-    if link == "tcp":
-        connection = tcp(emulator)
-    else:
-        connection = f"serial://{emulator.listen_pty()}?baudrate=115200"
-    async with hall(hall_with_printers(tmp_path, connection)) as h:
+    async with hall(hall_with_printers(tmp_path, linked(emulator, link))) as h:
         await h.until("ready")
         ticket = await h.issue("property")
         assert ticket["print"] == {"device": "printer_1", "status": "printed", "error": None}
@@ -170,9 +173,10 @@ async def test_a_ticket_taken_without_printing_is_not_printed(tmp_path, emulator
 # -- faults -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("link", ["tcp", "pty"])
 async def test_paper_near_end_degrades_the_printer_raises_an_alert_and_still_prints(
-        tmp_path, emulator):
-    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        tmp_path, emulator, link):
+    async with hall(hall_with_printers(tmp_path, linked(emulator, link))) as h:
         await h.until("ready")
         emulator.status = PrinterStatus(paper="near_end")
         device = await h.until("degraded")
@@ -191,13 +195,14 @@ async def test_paper_near_end_degrades_the_printer_raises_an_alert_and_still_pri
         assert states == ["ready", "degraded", "ready"]
 
 
+@pytest.mark.parametrize("link", ["tcp", "pty"])
 @pytest.mark.parametrize("fault, reason", [
     (PrinterStatus(paper="out"), "paper out"),
     (PrinterStatus(cover_open=True, online=False), "cover open"),
 ])
 async def test_a_printer_that_cannot_print_fails_the_print_not_the_issue_and_reprints_when_mended(
-        tmp_path, emulator, fault, reason):
-    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+        tmp_path, emulator, fault, reason, link):
+    async with hall(hall_with_printers(tmp_path, linked(emulator, link))) as h:
         await h.until("ready")
         emulator.status = fault
         device = await h.until("offline")
@@ -236,8 +241,9 @@ async def test_a_fault_found_while_printing_is_reported_before_the_next_poll(tmp
         assert emulator.tickets == []
 
 
-async def test_a_silent_printer_costs_its_timeout_and_the_hall_goes_on(tmp_path, emulator):
-    async with hall(hall_with_printers(tmp_path, tcp(emulator))) as h:
+@pytest.mark.parametrize("link", ["tcp", "pty"])
+async def test_a_silent_printer_costs_its_timeout_and_the_hall_goes_on(tmp_path, emulator, link):
+    async with hall(hall_with_printers(tmp_path, linked(emulator, link))) as h:
         await h.until("ready")
         emulator.silent = True
         ticket = await h.issue()
