@@ -24,7 +24,8 @@ import usb.core
 import usb.util
 
 from drivers.base import DeviceBusy, DeviceError, DeviceTimeout, DeviceUnavailable
-from drivers.escpos.transport import Connection, Link, SerialSettings, open_link, parse_connection
+from drivers.escpos.connection import Connection, SerialSettings, parse_connection
+from drivers.escpos.transport import Link, open_link
 
 INIT = b"\x1b@"                       # ESC @: what every job starts with
 STATUS = b"\x10\x04\x01"              # DLE EOT 1: "how are you?"

@@ -28,7 +28,7 @@ from drivers.escpos import Settings
 from drivers.escpos.codec import PrinterStatus
 from drivers.escpos.emulator import Decoder, EmulatedPrinter
 from drivers.escpos.profiles import PROFILES
-from drivers.escpos.transport import parse_connection
+from drivers.escpos.connection import parse_connection
 from kioskd.app import create_app
 from kioskd.config import Config, Device, loads_config
 from conftest import small_hall

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..base import Options
 from .codec import ENCODINGS
 from .profiles import PROFILES, Profile
-from .transport import Connection, parse_connection
+from .connection import Connection, parse_connection
 
 
 @dataclass(frozen=True)
