@@ -477,30 +477,27 @@ class _Reader:
         nobody read is an error). A family not built yet keeps its options as
         written, with ${VAR} expanded."""
         as_written = {key: value for key, value in d.data.items() if key != "driver"}
-        common = Device(id=device_id, driver=driver or "", options=as_written)
-        device = replace(
-            common,
-            enabled=d.boolean("enabled", common.enabled),
-            timeout=d.number("timeout", common.timeout, above=0),
-            poll_interval=d.number("poll_interval", common.poll_interval, above=0),
-            retry_limit=d.integer("retry_limit", common.retry_limit, low=0))
+        common = dict(enabled=d.boolean("enabled", Device.enabled),
+                      timeout=d.number("timeout", Device.timeout, above=0),
+                      poll_interval=d.number("poll_interval", Device.poll_interval, above=0),
+                      retry_limit=d.integer("retry_limit", Device.retry_limit, low=0))
         family = drivers.family(driver) if driver else None
         if family is None:
-            return replace(device, options={key: self.expand_any(label, key, value)
-                                            for key, value in as_written.items()})
+            expanded = {key: self.expand_any(label, key, value) for key, value in as_written.items()}
+            return Device(device_id, driver or "", expanded, **common)
         settings = family.configure(d)
         d.finish_unread(_COMMON_DEVICE_KEYS)
-        return replace(device, settings=settings)
+        return Device(device_id, driver, as_written, settings, **common)
 
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
-                     drivers: frozenset[str], what: str) -> bool:
+                     allowed: frozenset[str], what: str) -> bool:
         device = devices.get(device_id)
         if device is None and device_id in self.ids_in_file["devices"]:
             return False   # exists, but broken: its own problems are already reported
         if device is None:
             t.problem(key, f"unknown device '{device_id}'" + _suggest(device_id, devices))
             return False
-        if device.driver in KNOWN_DRIVERS and device.driver not in drivers:
+        if device.driver in KNOWN_DRIVERS and device.driver not in allowed:
             article = "an" if device.driver[0] in "aeiou" else "a"
             t.problem(key, f"device '{device_id}' is {article} {device.driver} device, not {what}")
             return False

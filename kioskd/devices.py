@@ -47,10 +47,9 @@ USABLE = (State.READY, State.DEGRADED)
 class DeviceNotReady(Exception):
     """A command for a device that cannot take it now; answered 503 with its state."""
 
-    def __init__(self, status: DeviceStatus, reason: str | None = None, *,
-                 message: str | None = None):
+    def __init__(self, status: DeviceStatus, message: str | None = None):
         self.status = status
-        why = reason or status.last_error or status.state.value
+        why = status.last_error or status.state.value
         super().__init__(message or f"{status.driver} device '{status.id}' is "
                                     f"{status.state.value}: {why}")
 
@@ -251,11 +250,12 @@ class Supervised:
         now = self.supervisor.clock()
         if self.status.state is not State.OFFLINE:
             await self.set_state(State.OFFLINE, error)
-        elif self.attempts == 1 or now - self.last_logged >= STILL_FAILING_LOG_S:
-            log.warning("%s: offline after %d attempt%s: %s", self.device.id, self.attempts,
-                        "" if self.attempts == 1 else "s", error)
-            self.last_logged = now
-        self.status.last_error = error
+        else:
+            self.status.last_error = error
+            if self.attempts == 1 or now - self.last_logged >= STILL_FAILING_LOG_S:
+                log.warning("%s: offline after %d attempt%s: %s", self.device.id, self.attempts,
+                            "" if self.attempts == 1 else "s", error)
+                self.last_logged = now
         self.attempted.set()
 
     async def set_state(self, state: State, problem: str | None) -> None:
@@ -312,12 +312,16 @@ class Supervised:
         await self.set_state(State.OFFLINE, error)
         if not fault:
             self.wake.set()                      # reconnect; a fault is seen mended by the next poll
-        raise DeviceNotReady(self.view(), error)
+        raise DeviceNotReady(self.view())        # its last_error is `error`
+
+    async def self_test(self) -> None:
+        """The driver's self-test; what it did is kept in `detail`."""
+        self.status.detail["self_test"] = await self.command(lambda driver: driver.self_test())
 
     async def reconnect(self) -> None:
         """Close and open again now; returns after that attempt."""
         if self.task is None:
-            raise DeviceNotReady(self.status)
+            raise DeviceNotReady(self.view())
         self.attempted.clear()
         self.reconnect_asked = True
         self.wake.set()

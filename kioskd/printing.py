@@ -51,7 +51,7 @@ class Printing:
         view = await self.print_issued(view, terminal)
         if view.ticket.print_status is PrintStatus.FAILED:
             raise DeviceNotReady(self.devices.view(view.ticket.print_device or printers[0]),
-                                 message=f"{view.ticket.number} not printed: {view.ticket.print_error}")
+                                 f"{view.ticket.number} not printed: {view.ticket.print_error}")
         return view
 
     async def _print(self, view: TicketView, terminal: str) -> tuple[str, str | None]:

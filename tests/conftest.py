@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from kioskd.app import create_app
 from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window
@@ -64,13 +66,21 @@ def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
 
 
 @asynccontextmanager
-async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(config: Config, clock: Callable[[], float] = time.time
+                  ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The application with its lifespan, and a client talking to it in-process."""
     app = create_app(config, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
-            yield client
+            yield app, client
+
+
+@asynccontextmanager
+async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
+    """Only the client of `serving`."""
+    async with serving(config, clock) as (_app, client):
+        yield client
 
 
 @pytest.fixture

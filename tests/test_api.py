@@ -157,7 +157,10 @@ async def test_issue_and_look_up_a_ticket(client):
 async def test_issue_at_a_terminal(client):
     ticket = await issue(client, "social", terminal="kiosk_1", print=False)
     assert ticket["number"] == "C001"
-    assert ticket["print"]["status"] in {"printed", "failed", "none"}
+    assert ticket["print"] == {"device": None, "status": "none", "error": None}
+    printed = await issue(client, "social", terminal="kiosk_1")      # its printer is disabled here
+    assert printed["print"]["status"] == "failed"
+    assert printed["print"]["device"] == "printer_1"
 
 
 async def test_windows_and_queue(client):

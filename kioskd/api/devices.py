@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
-from ..devices import Supervisor, UnknownDevice
+from ..devices import Supervised, Supervisor, UnknownDevice
 from .deps import GuardedRoute, roles
 from .models import DeviceOut, DeviceProblem, Problem
 
@@ -20,19 +20,22 @@ def _devices(request: Request) -> Supervisor:
     return request.app.state.devices
 
 
+def _known(request: Request, device_id: str) -> None:
+    if device_id not in request.app.state.config.devices:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device '{device_id}'")
+
+
 def _out(request: Request, device_id: str) -> DeviceOut:
-    try:
-        view = _devices(request).view(device_id)
-    except UnknownDevice:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device '{device_id}'") from None
+    _known(request, device_id)
+    view = _devices(request).view(device_id)
     emulator = view.detail.get("emulator")
     if isinstance(emulator, dict) and emulator.get("last_png"):
         emulator["last_png"] = str(request.url_for("last_ticket_png", device_id=device_id).path)
     return DeviceOut.of(view, request.app.state.queue)
 
 
-def _supervised(request: Request, device_id: str):
-    _out(request, device_id)                      # 404 for an unknown id
+def _supervised(request: Request, device_id: str) -> Supervised:
+    _known(request, device_id)
     try:
         return _devices(request).get(device_id)
     except UnknownDevice:
@@ -56,9 +59,7 @@ async def device(device_id: str, request: Request) -> DeviceOut:
              summary="Run the device's self-test (a printer prints its test page)")
 async def self_test(device_id: str, request: Request) -> DeviceOut:
     """503 with the device's state when it is not ready or the test fails."""
-    supervised = _supervised(request, device_id)
-    result = await supervised.command(lambda driver: driver.self_test())
-    supervised.status.detail["self_test"] = result
+    await _supervised(request, device_id).self_test()
     return _out(request, device_id).answer()
 
 
