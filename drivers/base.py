@@ -105,6 +105,13 @@ class Options(Protocol):
                 high: int | None = None) -> int: ...
     def number(self, key: str, default: float, *, above: float | None = None) -> float: ...
     def boolean(self, key: str, default: bool) -> bool: ...
+    def path(self, key: str, default: str | None = None, *,
+             required: bool = False) -> str | None:
+        """A device path or URL: a relative path is taken against the file's folder."""
+    def table(self, key: str) -> Options | None:
+        """A sub-table (`[devices.ID.frame]`), read with the same getters; None when absent."""
+    def finish_unread(self) -> None:
+        """Report every key of this (sub-)table no getter asked for."""
     def problem(self, key: str | None, message: str) -> None: ...
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import drivers
+from drivers.serialbus import resolve_port
 
 
 class ConfigError(Exception):
@@ -698,6 +699,22 @@ class _Table:
             self.problem(key, f"expected a boolean (true or false), got {_kind(value)}")
             return default
         return value
+
+    def path(self, key: str, default: str | None = None, *,
+             required: bool = False) -> str | None:
+        """A device path or URL; a relative path is taken against the file's folder."""
+        text = self.string(key, default, required=required)
+        return None if text is None else resolve_port(text, self.reader.base_dir)
+
+    def table(self, key: str) -> _Table | None:
+        """A sub-table, read with the same getters; None when absent or not a table."""
+        value = self.raw(key)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a table, got {_kind(value)}")
+            return None
+        return _Table(self.reader, f"{self.label[:-1]}.{key}]", value)
 
     def finish(self, known: Iterable[str]) -> None:
         """Report every key this table may not have."""
