@@ -22,6 +22,7 @@ from .api import events as events_api
 from .api import hall, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
+from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
@@ -48,6 +49,7 @@ def create_app(config: Config, store: Store | None = None,
     store.on_commit = bus.publish
     queue = Queue(config, store, clock)
     devices = Supervisor(config, store, clock)
+    boards = Boards(config, queue, bus, devices, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -56,6 +58,7 @@ def create_app(config: Config, store: Store | None = None,
             max(0, tx.last_event_id() - HISTORY_AT_START), HISTORY_AT_START)))
         await queue.setup()
         await devices.start()
+        await boards.start()
         midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
         log.info("hall %s: %d services, %d windows, store %s", config.hall.name,
                  len(config.services), len(config.windows), getattr(store, "path", store))
@@ -63,6 +66,7 @@ def create_app(config: Config, store: Store | None = None,
             yield
         finally:
             midnight.cancel()
+            await boards.stop()
             await devices.stop()
             bus.close()
             await store.close()
@@ -90,6 +94,7 @@ def create_app(config: Config, store: Store | None = None,
     app.state.bus = bus
     app.state.queue = queue
     app.state.devices = devices
+    app.state.boards = boards
     app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
 

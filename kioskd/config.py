@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import drivers
-from drivers.serialbus import resolve_port
+from drivers.serialbus import resolve_port, same_line_problems
 
 
 class ConfigError(Exception):
@@ -458,6 +458,10 @@ class _Reader:
                 device = self.read_device(d, label, device_id, driver)
             if valid_id and driver is not None:
                 devices[device_id] = device
+        lines = {device.id: (device.driver, device.settings.line) for device in devices.values()
+                 if getattr(device.settings, "line", None) is not None}
+        for device_id, key, message in same_line_problems(lines):
+            self.problem(_table_label("devices", device_id), key, message)
         for d, device_id in pending_terminals:
             options = {}
             for key, required in (("printer", True), ("fallback_printer", False)):
@@ -509,6 +513,7 @@ class _Reader:
     def read_windows(self, value: Any, services: dict[str, Service],
                      devices: dict[str, Device]) -> dict[str, Window]:
         windows: dict[str, Window] = {}
+        board_of: dict[str, str] = {}       # board device -> the window it hangs over
         first_at: dict[str, int] = {}
         for position, entry in enumerate(self.array_of_tables("windows", value), start=1):
             window_id, label = self.entry_id("windows", "window", position, entry, first_at)
@@ -529,9 +534,18 @@ class _Reader:
                                               + _suggest(service_id, services))
                     seen.add(service_id)
             board = t.string("board")
-            if board is not None:
-                self.check_device(t, "board", board, devices, BOARD_DRIVERS,
-                                  "a call board (" + " or ".join(sorted(BOARD_DRIVERS)) + ")")
+            if board is not None and self.check_device(
+                    t, "board", board, devices, BOARD_DRIVERS,
+                    "a call board (" + " or ".join(sorted(BOARD_DRIVERS)) + ")"):
+                display = getattr(devices[board].settings, "display", None)
+                if display is not None and display.shows != "window":
+                    t.problem("board", f"device '{board}' shows the hall's latest calls "
+                                       f"(shows = \"{display.shows}\"), not one window's")
+                elif board in board_of:
+                    t.problem("board", f"device '{board}' is already the board of window "
+                                       f"{board_of[board]}")
+                elif window_id is not None:
+                    board_of[board] = window_id
             temporary = t.boolean("temporary", False)
             t.finish(_WINDOW_KEYS)
             if window_id is None:
@@ -539,6 +553,13 @@ class _Reader:
             first_at[window_id] = position
             windows[window_id] = Window(id=window_id, name=name or "", services=served or (),
                                         board=board, temporary=temporary)
+        for device in devices.values():
+            display = getattr(device.settings, "display", None)
+            if display is not None and display.shows == "window" and device.id not in board_of:
+                self.problem(_table_label("devices", device.id), "shows",
+                             "this board shows one window's number but no window names it as "
+                             "its board; set board = \"%s\" in that [[windows]] entry, or "
+                             "shows = \"hall\" for the hall's latest calls" % device.id)
         return windows
 
     # -- [auth] -------------------------------------------------------------

@@ -195,6 +195,7 @@ class Supervised:
         self.attempts = 0
         await self.apply(health)
         self.attempted.set()
+        self.supervisor.connected(self.device.id)
         while True:
             try:
                 await asyncio.wait_for(self.wake.wait(), self.device.poll_interval)
@@ -346,6 +347,8 @@ class Supervisor:
         self.clock = clock
         self.devices: dict[str, Supervised] = {}
         self.started = clock()
+        # called with a device's id each time it is (re)connected: boards restore their content
+        self.on_connected: list[Callable[[str], None]] = []
 
     async def start(self) -> None:
         data_dir = self.config.hall.data_dir
@@ -377,6 +380,10 @@ class Supervisor:
 
     async def command(self, device_id: str, action: Callable[[Driver], T]) -> T:
         return await self.get(device_id).command(action)
+
+    def connected(self, device_id: str) -> None:
+        for listener in self.on_connected:
+            listener(device_id)
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         try:

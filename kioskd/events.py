@@ -97,6 +97,17 @@ class EventBus:
             return None
         return [e for e in self._history if e.id > last_id]
 
+    def recent(self, types: Iterable[str], limit: int, since_at: float = 0.0) -> list[Event]:
+        """The last `limit` remembered events of `types` at or after `since_at`, newest first."""
+        wanted = set(types)
+        found: list[Event] = []
+        for event in reversed(self._history):
+            if event.at < since_at or len(found) >= limit:
+                break
+            if event.type in wanted:
+                found.append(event)
+        return found
+
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
         sub = Subscription()

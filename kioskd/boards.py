@@ -1,0 +1,307 @@
+"""Keeps every call board showing what the hall is doing now: each window's number, the latest calls.
+
+The queue's events drive the boards: `ticket.called` puts the number on the
+board over that window (flashing for the board's `flash_s` where it can, then
+steady) and at the top of every hall board; pause, close, finish and transfer
+change the window's board too. Each board has a `Feed`: the screen it should
+show and a task that puts it there through the device's supervisor, so a
+slow or dead board never holds up another, a call, or the API. A feed writes
+only the latest screen (a burst of calls costs one write per board, not one
+per call), and writes again whenever its device (re)connects, so a board that
+lost power or was unplugged comes back showing the present, not the past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.board import Display, Line, Screen, blank, fill, plain
+
+from .config import Config, Window
+from .devices import DeviceNotReady, Supervised, Supervisor
+from .events import EventBus
+from .queue import Queue
+from .records import AT_WINDOW, Event, WindowState
+
+log = logging.getLogger("kioskd.boards")
+
+CALLS = ("ticket.called", "ticket.recalled")
+
+
+@dataclass
+class AtWindow:
+    """What a window's board needs to know about the window."""
+
+    state: WindowState = WindowState.CLOSED
+    ticket: str | None = None          # the ticket called or served there
+    number: str = ""
+    service: str = ""                  # its service's name
+    flash_until: float = 0.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """A line of the hall board: a ticket called to a window."""
+
+    ticket: str
+    number: str
+    window: str                        # the window's name: 5号窗口
+    service: str
+    day: str
+    at: float
+
+
+@dataclass
+class Feed:
+    """One board: the screen it should show, and the task that puts it there."""
+
+    device: Supervised
+    display: Display
+    wanted: Screen = ()
+    shown: Screen | None = None        # what the board was last seen to take
+    dirty: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def want(self, screen: Screen) -> None:
+        if screen == self.wanted:
+            return
+        self.wanted = screen
+        self.device.status.detail["should_show"] = plain(screen)
+        self.dirty.set()
+
+    def reconnected(self) -> None:
+        self.shown = None
+        self.dirty.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            screen = self.wanted
+            if screen == self.shown or not self.device.usable:
+                continue                   # an offline board is written when it reconnects
+            try:
+                await self.device.command(lambda driver: driver.show(screen))
+            except DeviceNotReady as exc:
+                self.shown = None
+                log.debug("%s: not shown now: %s", self.device.device.id, exc)
+                continue
+            self.shown = screen
+            self.device.status.detail["shows"] = plain(screen)
+
+
+class Boards:
+    """Every board of the hall, fed from the event bus."""
+
+    def __init__(self, config: Config, queue: Queue, bus: EventBus, devices: Supervisor,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.queue = queue
+        self.bus = bus
+        self.devices = devices
+        self.clock = clock
+        self.windows: dict[str, AtWindow] = {}
+        self.calls: list[Call] = []                  # newest first, one per ticket
+        self.window_feeds: dict[str, Feed] = {}      # window id -> the board over it
+        self.hall_feeds: list[Feed] = []
+        self.feeds: dict[str, Feed] = {}             # device id -> feed
+        self._tasks: list[asyncio.Task] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._window_config = {w.id: w for w in config.windows}
+
+    # -- running -------------------------------------------------------------
+
+    async def start(self) -> None:
+        for device_id, supervised in self.devices.devices.items():
+            display = getattr(supervised.device.settings, "display", None)
+            if display is None or supervised.driver is None:
+                continue                           # not a board, or disabled
+            feed = self.feeds[device_id] = Feed(supervised, display, blank(display.lines))
+            if display.shows == "hall":
+                self.hall_feeds.append(feed)
+        for window in self.config.windows:
+            if window.board in self.feeds:
+                self.window_feeds[window.id] = self.feeds[window.board]
+        if not self.feeds:
+            return
+        self.devices.on_connected.append(self._connected)
+        subscribed = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._follow(subscribed), name="boards"))
+        await subscribed.wait()
+        for device_id, feed in self.feeds.items():
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
+        self._tasks.append(asyncio.create_task(self._at_midnight(), name="boards midnight"))
+
+    async def stop(self) -> None:
+        if self._connected in self.devices.on_connected:
+            self.devices.on_connected.remove(self._connected)
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _connected(self, device_id: str) -> None:
+        feed = self.feeds.get(device_id)
+        if feed is not None:
+            feed.reconnected()
+
+    async def _follow(self, subscribed: asyncio.Event) -> None:
+        """Apply each event as it comes; after falling behind (dropped by the
+        bus), start again from the queue's present state."""
+        while True:
+            async with self.bus.subscribe() as events:
+                await self._load()
+                subscribed.set()
+                async for event in events:
+                    try:
+                        self.apply(event)
+                    except Exception:
+                        log.exception("boards: could not follow event %d (%s)", event.id,
+                                      event.type)
+            log.warning("boards: fell behind the hall's events; reloading")
+
+    async def _load(self) -> None:
+        """The present: each window's state and ticket, and today's latest calls."""
+        now = self.clock()
+        for view in await self.queue.windows():
+            ticket = view.current
+            self.windows[view.window.id] = AtWindow(
+                view.record.state, ticket.id if ticket else None,
+                ticket.number if ticket else "",
+                self._service_name(ticket.service) if ticket else "")
+        today = self.queue.day_of(now)
+        start_of_day = self.queue.next_midnight(now) - 86_400
+        most = max((feed.display.lines for feed in self.hall_feeds), default=0)
+        self.calls = []
+        for event in self.bus.recent(CALLS, 4 * most + 16, since_at=start_of_day):
+            call = self._call(event, today)
+            if call and all(c.ticket != call.ticket for c in self.calls):
+                self.calls.append(call)
+        self._render_all()
+
+    async def _at_midnight(self) -> None:
+        """Yesterday's calls leave the hall boards at local midnight."""
+        while True:
+            now = self.clock()
+            await asyncio.sleep(max(self.queue.next_midnight(now) - now + 1, 1))
+            self._render_all()
+
+    # -- what boards should show -----------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Bring the model up to `event` and re-render the boards it touches."""
+        data = event.data
+        now = self.clock()
+        touched: set[str] = set()
+        if event.type in CALLS:
+            window_id = data["window"]
+            at = self.windows.setdefault(window_id, AtWindow(WindowState.OPEN))
+            at.ticket, at.number = data["ticket"], data["number"]
+            at.service = data.get("service_name", "")
+            feed = self.window_feeds.get(window_id)
+            if feed is not None and feed.display.can_flash and feed.display.flash_s > 0:
+                at.flash_until = now + feed.display.flash_s
+                self._later(f"window {window_id}", feed.display.flash_s,
+                            lambda: self._render_window(window_id))
+            touched.add(window_id)
+            call = self._call(event, self.queue.day_of(now))
+            if call is not None:
+                self.calls = [call] + [c for c in self.calls if c.ticket != call.ticket]
+                self._render_hall(now)
+                flash = max((f.display.flash_s for f in self.hall_feeds
+                             if f.display.can_flash), default=0)
+                if flash > 0:
+                    self._later("hall", flash, lambda: self._render_hall(self.clock()))
+        elif event.type == "ticket.started":
+            at = self.windows.get(data.get("window"))
+            if at is not None and at.ticket == data["ticket"]:
+                at.flash_until = 0.0
+                touched.add(data["window"])
+        elif event.type == "window.changed":
+            at = self.windows.setdefault(data["window"], AtWindow())
+            at.state = WindowState(data["state"])
+            touched.add(data["window"])
+        elif event.type.startswith("ticket."):
+            # done, no-show, cancelled, transferred: the ticket has left its window
+            for key in ("window", "from_window"):
+                window_id = data.get(key)
+                at = self.windows.get(window_id) if window_id else None
+                if at is not None and at.ticket == data.get("ticket") and \
+                        data.get("status") not in AT_WINDOW:
+                    self.windows[window_id] = AtWindow(at.state)
+                    touched.add(window_id)
+        for window_id in touched:
+            self._render_window(window_id)
+
+    def _render_all(self) -> None:
+        for window_id in self.window_feeds:
+            self._render_window(window_id)
+        self._render_hall(self.clock())
+
+    def _render_window(self, window_id: str) -> None:
+        feed = self.window_feeds.get(window_id)
+        if feed is not None:
+            feed.want(window_screen(feed.display, self._window_config[window_id],
+                                    self.windows.get(window_id, AtWindow()), self.clock()))
+
+    def _render_hall(self, now: float) -> None:
+        today = self.queue.day_of(now)
+        calls = [call for call in self.calls if call.day == today]
+        for feed in self.hall_feeds:
+            feed.want(hall_screen(feed.display, calls, now))
+
+    def _later(self, key: str, delay: float, render: Callable[[], None]) -> None:
+        """Render again after `delay` (a flash ends); a newer call replaces the timer."""
+        if key in self._timers:
+            self._timers[key].cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(delay + 0.01, render)
+
+    def _call(self, event: Event, today: str) -> Call | None:
+        data = event.data
+        window = self._window_config.get(data.get("window", ""))
+        if window is None:
+            return None
+        return Call(data["ticket"], data["number"], window.name,
+                    data.get("service_name", ""), self.queue.day_of(event.at), event.at)
+
+    def _service_name(self, service_id: str) -> str:
+        service = self.config.service(service_id)
+        return service.name if service else service_id
+
+
+def window_screen(display: Display, window: Window, at: AtWindow, now: float) -> Screen:
+    """What the board over `window` shows: the number called or served there,
+    the paused text, the idle text, or the closed text."""
+    if at.state is WindowState.CLOSED:
+        template, flash = display.closed, False
+    elif at.state is WindowState.PAUSED:
+        template, flash = display.paused, False
+    elif at.ticket is not None:
+        template, flash = display.calling, display.can_flash and now < at.flash_until
+    else:
+        template, flash = display.idle, False
+    text = fill(template, number=at.number, window=window.name, service=at.service)
+    lines = [Line(display.fit(part), flash and bool(part)) for part in text.split("\n")]
+    return _exactly(lines, display.lines)
+
+
+def hall_screen(display: Display, calls: list[Call], now: float) -> Screen:
+    """The latest calls, newest first, one a line; the newest flashes a while."""
+    lines = []
+    for position, call in enumerate(calls[:display.lines]):
+        text = fill(display.hall_line, number=call.number, window=call.window,
+                    service=call.service)
+        flash = position == 0 and display.can_flash and now < call.at + display.flash_s
+        lines.append(Line(display.fit(text), flash))
+    return _exactly(lines, display.lines)
+
+
+def _exactly(lines: list[Line], count: int) -> Screen:
+    lines = lines[:count]
+    return tuple(lines) + blank(count - len(lines))
+
