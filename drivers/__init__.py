@@ -14,6 +14,7 @@ from types import ModuleType
 # are missing here are accepted in devices.toml and shown `disabled` until built.
 FAMILIES = {
     "escpos": "drivers.escpos",
+    "framed_text": "drivers.framed_text",
 }
 
 
