@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,36 @@ def is_url(port: str) -> bool:
     return "://" in port
 
 
+class TurnLock:
+    """A lock taken in the order it was asked for. A device that retries at once
+    after its own exchange queues behind the devices already waiting, so one
+    silent unit costs each neighbour at most one of its attempts."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait for the turn, at most `timeout` seconds (None: as long as it takes)."""
+        turn = object()
+        with self._changed:
+            self._waiting.append(turn)
+            if self._changed.wait_for(lambda: not self._held and self._waiting[0] is turn,
+                                      timeout):
+                self._waiting.popleft()
+                self._held = True
+                return True
+            self._waiting.remove(turn)
+            self._changed.notify_all()        # the next in line may be free to go now
+            return False
+
+    def release(self) -> None:
+        with self._changed:
+            self._held = False
+            self._changed.notify_all()
+
+
 class Bus(Generic[L]):
     """The devices of one port, one exchange at a time. `open_link` opens the
     port (raising DeviceUnavailable), `close_link` closes it and never raises."""
@@ -91,7 +122,7 @@ class Bus(Generic[L]):
         self.line = line
         self._open_link = open_link
         self._close_link = close_link
-        self._lock = threading.Lock()
+        self._lock = TurnLock()
         self._link: L | None = None
         self._last_end = 0.0               # time.monotonic() the last exchange ended
         self.exchanges = 0
@@ -124,8 +155,11 @@ class Bus(Generic[L]):
             self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._drop()
+        finally:
+            self._lock.release()
 
     def _drop(self) -> None:
         if self._link is not None:
