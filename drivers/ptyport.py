@@ -44,6 +44,8 @@ class PtyPort:
         self._fds: tuple[int, int] | None = None     # (master, slave)
         self._wake_read, self._wake_write = os.pipe()
         self._lock = threading.Lock()                # guards _fds against pull/plug
+        self._selecting: tuple[int, int] | None = None   # the fds the serve thread selects on
+        self._selected = threading.Condition(self._lock)  # ... notified when it stops
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -82,13 +84,17 @@ class PtyPort:
         with self._lock:
             if self._fds is None:
                 return
-            master, slave = self._fds
+            fds = self._fds
+            master, slave = fds
             self._fds = None
             if self.link is not None:
                 self.link.unlink(missing_ok=True)
+            # A select() on the master holds it open: closed under it, the kernel
+            # hangs the driver's end up only when that select returns.
+            self._wake()
+            self._selected.wait_for(lambda: self._selecting is not fds, timeout=1)
             os.close(master)
             os.close(slave)
-        self._wake()
 
     @property
     def plugged(self) -> bool:
@@ -116,6 +122,7 @@ class PtyPort:
             return
         self._closed = True
         self.pull()
+        self._wake()                  # pull() wakes nobody when the cable was already out
         if self._thread is not None:
             self._thread.join(timeout=5)
         os.close(self._wake_read)
@@ -129,20 +136,33 @@ class PtyPort:
 
     def _serve(self) -> None:
         while not self._closed:
-            fds = self._fds
+            with self._lock:
+                fds = self._selecting = self._fds
             watched = [self._wake_read] + ([fds[0]] if fds else [])
-            ready, _, _ = select.select(watched, [], [])
+            try:
+                ready, _, _ = select.select(watched, [], [])
+            except (OSError, ValueError):     # the master closed under it (pull timed out)
+                continue
+            finally:
+                with self._lock:
+                    self._selecting = None
+                    self._selected.notify_all()
             if self._wake_read in ready:
                 os.read(self._wake_read, 4096)
                 continue
-            if fds is None or fds is not self._fds:
+            if fds is None:
                 continue
-            try:
-                data = os.read(fds[0], 65536)
-            except BlockingIOError:
-                continue
-            except OSError:               # EIO: the driver's end is not open right now
-                time.sleep(0.01)          # the master stays readable until it is; don't spin
+            with self._lock:                  # pull() may not close the master under the read
+                if fds is not self._fds:
+                    continue
+                try:
+                    data = os.read(fds[0], 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:               # EIO: the driver's end is not open right now
+                    data = None
+            if data is None:
+                time.sleep(0.01)              # the master stays readable until it is; don't spin
                 continue
             if not data:
                 continue
