@@ -1,0 +1,266 @@
+"""Call boards in a running hall: clerks call, pause and finish through the HTTP API;
+the real drivers write to emulated boards on pseudo-terminals; the tests read what
+each emulated board shows ("unit 5 shows A003", "the hall board's first line reads
+A003 → 5号窗口").
+
+The boards are `emulate = true` devices, so the daemon starts the emulators itself
+and reaches them through the real drivers, as the demo hall does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from kioskd.config import Config, loads_config
+from conftest import serving
+
+API = "/api/v1"
+WAIT = 10.0              # how long a test waits for a board before it fails
+
+HALL = """
+[hall]
+name = "测试政务服务中心"
+data_dir = "var"
+
+[[services]]
+id = "property"
+name = "不动产登记"
+prefix = "A"
+code = "640100-001-01"
+
+[[windows]]
+id = "4"
+name = "4号窗口"
+services = ["property"]
+board = "board_4"
+
+[[windows]]
+id = "5"
+name = "5号窗口"
+services = ["property"]
+board = "board_5"
+
+[devices.board_4]
+driver = "modbus_digits"
+port = "tty-bus1"
+unit = 4
+emulate = true
+reply_timeout = {reply_timeout}
+retries = 1
+poll_interval = 0.2
+timeout = 1
+
+[devices.board_5]
+driver = "modbus_digits"
+port = "tty-bus1"
+unit = 5
+flash_register = 16
+flash_s = {flash_s}
+emulate = true
+reply_timeout = {reply_timeout}
+retries = 1
+poll_interval = 0.2
+timeout = 1
+"""
+
+
+def hall_config(tmp_path: Path, *, flash_s: float = 0.3, reply_timeout: float = 0.15,
+                extra: str = "") -> Config:
+    text = HALL.format(flash_s=flash_s, reply_timeout=reply_timeout) + textwrap.dedent(extra)
+    return loads_config(text, base_dir=tmp_path)
+
+
+class Hall:
+    """The daemon in-process, its clerks' buttons, and its emulated boards."""
+
+    def __init__(self, app, client: httpx.AsyncClient):
+        self.app = app
+        self.client = client
+
+    async def issue(self, count: int = 1) -> list[str]:
+        numbers = []
+        for _ in range(count):
+            r = await self.client.post(f"{API}/tickets", json={"service": "property"})
+            assert r.status_code == 201, r.text
+            numbers.append(r.json()["number"])
+        return numbers
+
+    async def press(self, window_id: str, action: str, **body) -> httpx.Response:
+        r = await self.client.post(f"{API}/windows/{window_id}/{action}", json=body or None)
+        assert r.status_code < 300, r.text
+        return r
+
+    async def call(self, window: str) -> str:
+        return (await self.press(window, "call-next")).json()["number"]
+
+    def emulated(self, device_id: str):
+        return self.app.state.devices.get(device_id).emulator
+
+    def unit(self, device_id: str):
+        """The emulated Modbus unit of a digit-display device."""
+        return self.emulated(device_id).unit
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        """Poll `condition` (it reads an emulator's model) until it holds."""
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"waited {WAIT} s for {what}"
+            await asyncio.sleep(0.01)
+
+    async def shows(self, device_id: str, text: str) -> None:
+        await self.until(lambda: self.unit(device_id).text.strip() == text,
+                         f"{device_id} to show {text!r} (shows {self.unit(device_id).text!r})")
+
+    async def device(self, device_id: str) -> dict:
+        r = await self.client.get(f"{API}/devices/{device_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def state(self, device_id: str, state: str) -> dict:
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while (device := await self.device(device_id))["state"] != state:
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
+            await asyncio.sleep(0.02)
+        return device
+
+
+@asynccontextmanager
+async def hall(config: Config) -> AsyncIterator[Hall]:
+    async with serving(config) as (app, client):
+        h = Hall(app, client)
+        for device_id in ("board_4", "board_5"):
+            await h.state(device_id, "ready")
+        yield h
+
+
+async def test_a_call_at_window_5_shows_on_the_board_over_it(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(3)
+        number = await h.call("5")
+        assert number == "A001"
+        await h.shows("board_5", "A001")
+        assert h.unit("board_4").text.strip() == ""          # its neighbour is not touched
+        assert (await h.device("board_5"))["detail"]["should_show"] == ["A001"]
+        await h.call("4")
+        await h.shows("board_4", "A002")
+        await h.call("5")                                    # finishes A001, calls A003
+        await h.shows("board_5", "A003")
+
+
+async def test_a_new_call_flashes_then_stays_steady(tmp_path):
+    async with hall(hall_config(tmp_path, flash_s=0.3)) as h:
+        await h.issue(2)
+        await h.call("5")
+        await h.until(lambda: h.unit("board_5").flashing, "board_5 to flash")
+        await h.until(lambda: not h.unit("board_5").flashing, "board_5 to stop flashing")
+        assert h.unit("board_5").text.strip() == "A001"
+        await h.press("5", "recall")
+        await h.until(lambda: h.unit("board_5").flashing, "board_5 to flash again on recall")
+
+
+async def test_pause_resume_finish_and_close(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(1)
+        await h.call("5")
+        await h.shows("board_5", "A001")
+        await h.press("5", "pause")
+        await h.shows("board_5", "----")
+        await h.press("5", "resume")
+        await h.shows("board_5", "A001")
+        await h.press("5", "complete")
+        await h.shows("board_5", "")
+        await h.client.post(f"{API}/windows/5/close")
+        assert (await h.device("board_5"))["detail"]["should_show"] == [""]
+
+
+async def test_a_transferred_ticket_leaves_the_board(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(1)
+        await h.call("5")
+        await h.shows("board_5", "A001")
+        await h.press("5", "transfer", window="4")
+        await h.shows("board_5", "")
+        await h.call("4")
+        await h.shows("board_4", "A001")
+
+
+async def test_a_board_shows_the_present_after_a_restart(tmp_path):
+    config = hall_config(tmp_path)
+    async with hall(config) as h:
+        await h.issue(2)
+        await h.call("5")
+        await h.call("4")
+        await h.press("4", "pause")
+        await h.shows("board_4", "----")
+    async with hall(config) as h:            # fresh emulators: every unit starts blank
+        await h.shows("board_5", "A001")
+        await h.shows("board_4", "----")
+
+
+async def test_a_pulled_cable_takes_the_boards_offline_and_they_come_back_right(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(3)
+        await h.call("5")
+        await h.shows("board_5", "A001")
+        bus = h.emulated("board_5").bus
+        bus.pull()
+        for device_id in ("board_4", "board_5"):
+            await h.state(device_id, "offline")
+        await h.call("5")                    # called while the boards are dark
+        await h.call("4")
+        bus.plug()
+        await h.shows("board_5", "A002")
+        await h.shows("board_4", "A003")
+        assert (await h.device("board_5"))["state"] == "ready"
+
+
+async def test_a_board_that_lost_power_is_written_again(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(1)
+        await h.call("5")
+        await h.shows("board_5", "A001")
+        h.emulated("board_5").bus.power_cycle(5)
+        await h.shows("board_5", "A001")
+
+
+async def test_a_dead_unit_goes_offline_and_its_neighbour_goes_on(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(4)
+        h.unit("board_4").silent = True
+        await h.call("4")
+        await h.state("board_4", "offline")
+        await h.call("5")
+        await h.shows("board_5", "A002")
+        h.unit("board_4").silent = False     # back: the supervisor reconnects it
+        await h.shows("board_4", "A001")
+
+
+async def test_call_next_is_answered_before_a_slow_board_has_been_written(tmp_path):
+    # board_4's unit is dead and gets 2 × 2 s to answer: had call-next waited for
+    # the board, the board would be offline by the time the answer came.
+    async with hall(hall_config(tmp_path, reply_timeout=2.0)) as h:
+        await h.issue(1)
+        h.unit("board_4").silent = True
+        await h.call("4")
+        assert (await h.device("board_4"))["state"] == "ready"
+        await h.state("board_4", "offline")
+
+
+async def test_the_self_test_shows_a_pattern_then_the_current_number(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(1)
+        await h.call("5")
+        await h.shows("board_5", "A001")
+        r = await h.client.post(f"{API}/devices/board_5/test")
+        assert r.status_code == 200, r.text
+        shown = [s.text for s in h.unit("board_5").history]
+        assert "8888" in shown
+        assert shown[-1].strip() == "A001"
+        assert shown.index("8888") > shown.index(" A001" if " A001" in shown else "A001")
