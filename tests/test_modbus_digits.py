@@ -13,7 +13,7 @@ import pytest
 import drivers
 from drivers.base import DeviceFault, DeviceTimeout, DeviceUnavailable, State
 from drivers.board import Display, Line
-from drivers.modbus_digits import Settings
+from drivers.modbus_digits import Settings, unit_problems
 from drivers.modbus_digits.driver import DigitDisplay
 from drivers.modbus_digits.emulator import BusEmulator, bus_for
 from drivers.serialbus import SerialLine
@@ -128,8 +128,15 @@ def test_a_board_that_can_flash_flashes_a_new_call(bus, boards):
 def test_the_self_test_shows_eights_then_the_last_number_again(bus, boards):
     board = boards(bus, 1)
     board.show(number("A5"))
-    assert board.self_test() == {"pattern": "8888", "shows": "  A5"}
-    assert [shown.text for shown in bus.unit(1).history] == ["  A5", "8888", "  A5"]
+    result: dict = {}
+    testing = threading.Thread(target=lambda: result.update(board.self_test()))
+    testing.start()
+    bus.wait_until(lambda: bus.unit(1).text == "8888", timeout=2, what="test pattern")
+    bus.wait_until(lambda: bus.unit(1).text == "  A5", timeout=3, what="number back")
+    testing.join(timeout=2)
+    assert result == {"pattern": "8888", "shows": "  A5"}
+    pattern, back = bus.unit(1).history[-2:]
+    assert back.wire_end - pattern.wire_end >= 1.0
 
 
 # -- a shared bus with a dead unit on it -------------------------------------------------
@@ -392,6 +399,15 @@ def test_an_emulated_board_needs_a_port_path_to_link(tmp_path, port):
     assert problems(tmp_path, f'port = "{port}"\nemulate = true\n') == [
         "[devices.board_5] emulate: an emulated board's port is a file path kioskd links to its "
         'pseudo-terminal, not a device or URL, e.g. port = "var/tty-bus1"']
+
+
+def test_displays_on_one_bus_need_a_unit_each():
+    line, other = SerialLine("/dev/ttyUSB1"), SerialLine("/dev/ttyUSB2")
+    boards = {"board_1": Settings(line, Display(), 1), "board_2": Settings(line, Display(), 2),
+              "board_3": Settings(other, Display(), 1), "board_4": Settings(line, Display(), 1)}
+    assert unit_problems(boards) == [
+        ("board_4", "unit", "1 is also board_1's unit on /dev/ttyUSB1; give each display on a "
+                            "bus its own unit id")]
 
 
 def test_two_emulated_boards_on_one_port_share_one_bus(tmp_path):

@@ -105,6 +105,22 @@ def configure(options: Options) -> Settings | None:
                     reply_timeout, retries, emulate)
 
 
+def unit_problems(boards: dict[str, Settings]) -> list[tuple[str, str, str]]:
+    """Displays on one port need a unit id each: (device id, key, problem) for each
+    display whose unit an earlier display on its port already has."""
+    problems = []
+    first: dict[tuple[str, int], str] = {}
+    for device_id, settings in boards.items():
+        key = (settings.line.port, settings.unit)
+        if key in first:
+            problems.append((device_id, "unit", f"{settings.unit} is also {first[key]}'s unit on "
+                                                f"{settings.line.port}; give each display on a "
+                                                "bus its own unit id"))
+        else:
+            first[key] = device_id
+    return problems
+
+
 def _templates_ok(options: Options, display: Display) -> bool:
     """A digit display shows ASCII and the ticket's number, nothing else."""
     ok = True

@@ -42,6 +42,7 @@ if logging.getLogger("pymodbus").level == logging.NOTSET:    # its decode chatte
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 STALE_S = 0.5        # a partial frame this old is line noise: the master never pauses mid-frame
+KEEP = 10_000        # requests and writes remembered (the demo hall runs for days)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class BusEmulator:
                     break
                 frame_end = wire_end - self.line.wire_s(len(self._buffer))
                 reply = self._answer(request, frame_end)
+                _trim(self.requests)
                 if reply is not None:
                     replies.append((reply, frame_end))
             self.changed.notify_all()
@@ -246,9 +248,15 @@ class BusEmulator:
             return ExceptionResponse(function, ExcCodes.ILLEGAL_ADDRESS)
         unit.registers.update(zip(addresses, values))
         unit.history.append(Shown(unit.text, unit.flashing, wire_end))
+        _trim(unit.history)
         if function == 6:
             return WriteSingleRegisterResponse(address=request.address, registers=values)
         return WriteMultipleRegistersResponse(address=request.address, count=len(values))
+
+
+def _trim(kept: list[Any]) -> None:
+    if len(kept) > 2 * KEEP:
+        del kept[:-KEEP]
 
 
 # --- one bus per port, shared by the emulated devices on it
