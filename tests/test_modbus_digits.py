@@ -9,9 +9,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import serial
 
 import drivers
-from drivers.base import DeviceFault, DeviceTimeout, DeviceUnavailable, State
+from drivers.base import DeviceBusy, DeviceFault, DeviceTimeout, DeviceUnavailable, State
 from drivers.board import Display, Line
 from drivers.modbus_digits import Settings, unit_problems
 from drivers.modbus_digits.driver import DigitDisplay
@@ -278,10 +279,19 @@ def test_close_is_safe_twice_and_a_closed_board_says_so(bus, boards):
     DigitDisplay("never", Settings(bus.line, Display(), 1), 3.0).close()
 
 
-def test_a_port_that_cannot_be_opened(tmp_path):
-    line = SerialLine(str(tmp_path / "no-such-tty"), 9600)
-    with pytest.raises(DeviceUnavailable, match=r"no serial device at .*no-such-tty \(adapter unplugged\?\)"):
-        DigitDisplay("board_1", Settings(line, Display(), 1), 3.0).open()
+def test_a_port_that_cannot_be_opened(tmp_path, bus):
+    def opened(port: str) -> None:
+        DigitDisplay("board_1", Settings(SerialLine(port), Display(), 1), 3.0).open()
+
+    with pytest.raises(DeviceUnavailable, match=r"no serial device at .*no-such-tty "
+                                                r"\(adapter unplugged\?\)"):
+        opened(str(tmp_path / "no-such-tty"))
+    (tmp_path / "notes.txt").write_text("not a tty")
+    with pytest.raises(DeviceUnavailable, match=r"notes.txt is not a serial port"):
+        opened(str(tmp_path / "notes.txt"))
+    with serial.serial_for_url(bus.address, exclusive=True):       # another program has it
+        with pytest.raises(DeviceBusy, match=r"tty-bus1 is held by another program"):
+            opened(bus.address)
 
 
 # -- configuration ----------------------------------------------------------------------

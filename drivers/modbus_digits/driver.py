@@ -92,10 +92,14 @@ class ModbusLink:
         except ModbusIOException:      # no answer, or none that decodes (pymodbus drops bad CRCs)
             self.check()               # a hung-up tty does not fail reads: it just stays silent
             raise NoAnswer("no valid answer", garbled=self._heard) from None
-        except (ConnectionException, OSError) as exc:
+        except ConnectionException:    # pymodbus's word for a failed read or write on the port
             self.check()
-            raise DeviceUnavailable(f"the serial line {self.port} failed ({exc}); "
-                                    "adapter unplugged?") from None
+            raise DeviceUnavailable(f"reading or writing {self.port} failed "
+                                    "(adapter unplugged?)") from None
+        except OSError as exc:
+            self.check()
+            raise DeviceUnavailable(f"{self.port} failed: {exc.strerror or exc} "
+                                    "(adapter unplugged?)") from None
         except ModbusException as exc:
             raise NoAnswer(f"pymodbus: {exc}", garbled=self._heard) from None
 
@@ -142,7 +146,7 @@ def gone(port: str) -> DeviceUnavailable:
 
 
 def open_error(port: str, exc: Exception) -> DeviceUnavailable:
-    code = getattr(exc, "errno", None)
+    code, reason = _cause(exc)
     if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
         return DeviceUnavailable(f"no serial device at {port} (adapter unplugged?)")
     if code in (errno.EACCES, errno.EPERM):
@@ -150,7 +154,22 @@ def open_error(port: str, exc: Exception) -> DeviceUnavailable:
                                  "dialout group")
     if code in (errno.EAGAIN, errno.EBUSY):
         return DeviceBusy(f"{port} is held by another program")
-    return DeviceUnavailable(f"cannot open {port}: {exc}")
+    if code == errno.ENOTTY:
+        return DeviceUnavailable(f"{port} is not a serial port")
+    return DeviceUnavailable(f"cannot open {port}: {reason}")
+
+
+def _cause(exc: BaseException) -> tuple[int | None, str]:
+    """The errno and the OS's words behind pyserial's wrapping of an error, when it has them."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        args = seen.args
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno, seen.strerror or str(seen)
+        if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+            return args[0], args[1]            # termios.error(errno, text)
+        seen = seen.__cause__ or seen.__context__
+    return None, str(exc)
 
 
 _buses: Buses[ModbusLink] = Buses()
