@@ -17,6 +17,7 @@ bench:
 	.venv/bin/python benchmarks/run.py
 	.venv/bin/python benchmarks/history.py
 	.venv/bin/python benchmarks/printing.py
+	.venv/bin/python benchmarks/boards.py
 
 check:
 	@scripts/bootstrap.sh run

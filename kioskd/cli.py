@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -46,9 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     printer.add_argument("--profile", default="80mm")
     printer.add_argument("--encoding", default="gb18030")
 
+    board = emulated.add_parser(
+        "board", help="the call boards of a devices.toml, on pseudo-terminals",
+        description="Emulate the call boards a devices.toml describes (all of them, or the "
+                    "ones named), each on a pseudo-terminal linked at its `port` path, and "
+                    "print what each board shows whenever it changes. Boards sharing a port "
+                    "share one emulated bus.")
+    board.add_argument("-c", "--config", default="devices.toml", type=Path)
+    board.add_argument("devices", nargs="*", metavar="DEVICE", help="board device ids")
+
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.config)
+    if args.command == "emulate" and args.device == "board":
+        return _emulate_boards(args)
     if args.command == "emulate":
         return _emulate_printer(args)
     return _run(args)
@@ -106,6 +119,56 @@ def _emulate_printer(args: argparse.Namespace) -> int:
           + ", ".join(filter(None, [detail.get("listen"), detail.get("pty")])), flush=True)
     stop.wait()
     printer.close()
+    return 0
+
+
+def _emulate_boards(args: argparse.Namespace) -> int:
+    import drivers
+    from drivers.serialbus import is_url
+
+    from .config import BOARD_DRIVERS
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    boards = {d.id: d for d in config.devices.values() if d.driver in BOARD_DRIVERS}
+    unknown = [name for name in args.devices if name not in boards]
+    if unknown or not boards:
+        print(f"kioskd: {args.config} has no board " + (", ".join(unknown) if unknown else "")
+              + f"; its boards: {', '.join(boards) or 'none'}", file=sys.stderr)
+        return EXIT_CONFIG
+    emulators = {}
+    for device in (boards[name] for name in args.devices or boards):
+        port = device.settings.line.port
+        if is_url(port) or port.startswith("/dev/"):
+            print(f"kioskd: {device.id}'s port is {port}; an emulated board needs a file path "
+                  f"to link its pty at (port = \"var/tty-bus1\" in a copy of the file)",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        emulator = drivers.family(device.driver).emulate(
+            device.id, replace(device.settings, emulate=True), data_dir=config.hall.data_dir)
+        try:
+            emulator.start()
+        except OSError as exc:
+            print(f"kioskd: {device.id}: cannot link a pty at {port}: {exc}", file=sys.stderr)
+            for started in emulators.values():
+                started.close()
+            return 1
+        emulators[device.id] = emulator
+        detail = emulator.detail()
+        print(f"{device.id}: {device.driver} at {port} -> {detail.get('pty')}", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    shown: dict[str, object] = {}
+    while not stop.wait(0.2):                # a person watches this: 5 looks a second is plenty
+        for device_id, emulator in emulators.items():
+            shows = emulator.detail().get("shows")
+            if shows != shown.get(device_id):
+                shown[device_id] = shows
+                print(f"{device_id} shows {json.dumps(shows, ensure_ascii=False)}", flush=True)
+    for emulator in emulators.values():
+        emulator.close()
     return 0
 
 
