@@ -275,13 +275,13 @@ class _FrameReader:
         if known and not has("length") and length_bytes != 1:
             self.problem("length_bytes", 'is set but the layout has no "length" field')
         length_span = self.read_span("length_span", layout, ("text", "text"), has("length"))
-        if layout and has("length") and length_span is not None:
+        if has("length") and length_span is not None:
             if "text" not in layout[layout.index(length_span[0]):layout.index(length_span[1]) + 1]:
                 self.problem("length_span", "must include the text: the length is what tells "
                                             "the board where the text ends")
 
         trailer = self.read_hex("trailer")
-        if layout:
+        if known:
             if has("trailer") and trailer is None:
                 self.problem("trailer", "missing: the layout has a trailer field")
             elif trailer is not None and not has("trailer"):
@@ -292,7 +292,7 @@ class _FrameReader:
         if checksum is not None and checksum not in ("none", *CHECKSUMS):
             self.problem("checksum", f"'{checksum}' is not one of none, {', '.join(CHECKSUMS)}")
             checksum = None
-        if layout:
+        if known:
             if has("checksum") and checksum in (None, "none"):
                 self.problem("checksum", "missing: the layout has a checksum field; say which "
                                          f"({', '.join(CHECKSUMS)})")
@@ -301,7 +301,7 @@ class _FrameReader:
                                          "field; add it, or write checksum = \"none\"")
         checksum_span = self.read_span("checksum_span", layout, self.default_checksum_span(layout),
                                        has("checksum"))
-        if checksum_span is not None and layout and "checksum" in layout[
+        if checksum_span is not None and has("checksum") and "checksum" in layout[
                 layout.index(checksum_span[0]):layout.index(checksum_span[1]) + 1]:
             self.problem("checksum_span", "cannot include the checksum itself")
         checksum_byte_order = self.read_choice("checksum_byte_order", "little", BYTE_ORDERS)
@@ -311,7 +311,7 @@ class _FrameReader:
 
         effects = self.read_effects(has("effect") if known else None)
 
-        if layout and not has("length") and (not has("trailer")
+        if known and not has("length") and (not has("trailer")
                                              or layout.index("trailer") < layout.index("text")):
             self.problem("layout", "nothing ends the text: put a \"length\" field before it, "
                                    "or a \"trailer\" after it")
@@ -449,7 +449,7 @@ class _FrameReader:
             self.problem("effects", 'is set but the layout has no "effect" field')
             return ()
         names = [name for name, _ in values]
-        if "steady" not in names and self.ok:
+        if "steady" not in names:
             effects.problem("steady", "missing: a line that does not flash is shown steady")
             self.ok = False
         if len({len(value) for _, value in values}) > 1:

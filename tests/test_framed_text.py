@@ -163,7 +163,8 @@ def test_boards_sharing_a_port_each_show_their_own_window(hall, tmp_path):
     board_1, board_2 = hall.board(one), hall.board(two)
     driver_1, driver_2 = hall.driver(one), hall.driver(two)
     assert driver_1.bus is driver_2.bus                 # one port, one bus
-    assert board_1.detail()["pty"] == board_2.detail()["pty"]
+    assert board_1.port is board_2.port                 # one emulated cable, two boards on it
+    assert board_1.port.board(2) is board_2.board and board_1.port.board(9) is None
 
     driver_1.show((Line("请A012号到1号窗口"),))
     driver_2.show((Line("请B003号到2号窗口"),))

@@ -91,6 +91,12 @@ class EmulatedPort:
                 if not listener.boards:
                     del self._listeners[board.spec]
 
+    def board(self, address: int) -> BoardModel | None:
+        """The emulated board at `address`, if any."""
+        with self.changed:
+            return next((listener.boards[address] for listener in self._listeners.values()
+                         if address in listener.boards), None)
+
     def rejected(self, spec: FrameSpec) -> list[Rejected]:
         """The malformed frames boards speaking `spec` dropped, oldest first."""
         with self.changed:
