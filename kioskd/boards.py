@@ -65,6 +65,9 @@ class Feed:
     shown: Screen | None = None        # what the board was last seen to take
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        self.device.status.detail["should_show"] = plain(self.wanted)
+
     def want(self, screen: Screen) -> None:
         if screen == self.wanted:
             return

@@ -553,13 +553,6 @@ class _Reader:
             first_at[window_id] = position
             windows[window_id] = Window(id=window_id, name=name or "", services=served or (),
                                         board=board, temporary=temporary)
-        for device in devices.values():
-            display = getattr(device.settings, "display", None)
-            if display is not None and display.shows == "window" and device.id not in board_of:
-                self.problem(_table_label("devices", device.id), "shows",
-                             "this board shows one window's number but no window names it as "
-                             "its board; set board = \"%s\" in that [[windows]] entry, or "
-                             "shows = \"hall\" for the hall's latest calls" % device.id)
         return windows
 
     # -- [auth] -------------------------------------------------------------

@@ -67,6 +67,32 @@ reply_timeout = {reply_timeout}
 retries = 1
 poll_interval = 0.2
 timeout = 1
+
+[devices.hall_board]             # the hall's main board: a vendor-framed Chinese text board
+driver = "framed_text"
+port = "tty-hall"
+shows = "hall"
+lines = 3
+address = 1
+flash_s = {flash_s}
+emulate = true
+poll_interval = 0.2
+timeout = 1
+
+[devices.hall_board.frame]
+layout = ["header", "address", "command", "line", "effect", "length", "text", "checksum", "trailer"]
+header = "AA 55"
+command = "31"
+length_bytes = 1
+encoding = "gb18030"
+checksum = "sum8"
+checksum_span = ["address", "text"]
+trailer = "0D 0A"
+ack = "06"
+
+[devices.hall_board.frame.effects]
+steady = "00"
+flash = "01"
 """
 
 
@@ -135,7 +161,7 @@ class Hall:
 async def hall(config: Config) -> AsyncIterator[Hall]:
     async with serving(config) as (app, client):
         h = Hall(app, client)
-        for device_id in ("board_4", "board_5"):
+        for device_id in ("board_4", "board_5", "hall_board"):
             await h.state(device_id, "ready")
         yield h
 
@@ -152,6 +178,35 @@ async def test_a_call_at_window_5_shows_on_the_board_over_it(tmp_path):
         await h.shows("board_4", "A002")
         await h.call("5")                                    # finishes A001, calls A003
         await h.shows("board_5", "A003")
+
+
+async def test_the_hall_board_shows_the_latest_calls_newest_first(tmp_path):
+    async with hall(hall_config(tmp_path)) as h:
+        board = h.emulated("hall_board")
+        await h.issue(3)
+        await h.call("5")
+        await h.until(lambda: board.lines == ["A001 → 5号窗口", "", ""],
+                      f"the hall board to read A001 → 5号窗口 (reads {board.lines})")
+        await h.call("4")
+        await h.call("5")
+        await h.until(lambda: board.lines == ["A003 → 5号窗口", "A002 → 4号窗口", "A001 → 5号窗口"],
+                      f"the hall board to list three calls (reads {board.lines})")
+        await h.press("4", "recall")             # a recall moves its call back to the top
+        await h.until(lambda: board.lines == ["A002 → 4号窗口", "A003 → 5号窗口", "A001 → 5号窗口"],
+                      f"the recall at the top (reads {board.lines})")
+        assert board.rejected == []
+        hall_view = await h.device("hall_board")
+        assert hall_view["detail"]["should_show"] == board.lines
+
+
+async def test_the_newest_call_flashes_on_the_hall_board_then_stays(tmp_path):
+    async with hall(hall_config(tmp_path, flash_s=0.3)) as h:
+        board = h.emulated("hall_board")
+        await h.issue(1)
+        await h.call("5")
+        await h.until(lambda: board.flashing[0], "the newest line to flash")
+        await h.until(lambda: not board.flashing[0] and board.lines[0] == "A001 → 5号窗口",
+                      "the newest line to stay steady")
 
 
 async def test_a_new_call_flashes_then_stays_steady(tmp_path):
@@ -199,9 +254,12 @@ async def test_a_board_shows_the_present_after_a_restart(tmp_path):
         await h.call("4")
         await h.press("4", "pause")
         await h.shows("board_4", "----")
-    async with hall(config) as h:            # fresh emulators: every unit starts blank
+    async with hall(config) as h:            # fresh emulators: every board starts blank
         await h.shows("board_5", "A001")
         await h.shows("board_4", "----")
+        board = h.emulated("hall_board")
+        await h.until(lambda: board.lines[:2] == ["A002 → 4号窗口", "A001 → 5号窗口"],
+                      f"the hall board to list today's calls again (reads {board.lines})")
 
 
 async def test_a_pulled_cable_takes_the_boards_offline_and_they_come_back_right(tmp_path):
