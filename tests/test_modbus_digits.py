@@ -14,7 +14,7 @@ import serial
 import drivers
 from drivers.base import DeviceBusy, DeviceFault, DeviceTimeout, DeviceUnavailable, State
 from drivers.board import Display, Line
-from drivers.modbus_digits import Settings, unit_problems
+from drivers.modbus_digits import Settings
 from drivers.modbus_digits.driver import DigitDisplay
 from drivers.modbus_digits.emulator import BusEmulator, bus_for
 from drivers.serialbus import SerialLine
@@ -409,15 +409,6 @@ def test_an_emulated_board_needs_a_port_path_to_link(tmp_path, port):
     assert problems(tmp_path, f'port = "{port}"\nemulate = true\n') == [
         "[devices.board_5] emulate: an emulated board's port is a file path kioskd links to its "
         'pseudo-terminal, not a device or URL, e.g. port = "var/tty-bus1"']
-
-
-def test_displays_on_one_bus_need_a_unit_each():
-    line, other = SerialLine("/dev/ttyUSB1"), SerialLine("/dev/ttyUSB2")
-    boards = {"board_1": Settings(line, Display(), 1), "board_2": Settings(line, Display(), 2),
-              "board_3": Settings(other, Display(), 1), "board_4": Settings(line, Display(), 1)}
-    assert unit_problems(boards) == [
-        ("board_4", "unit", "1 is also board_1's unit on /dev/ttyUSB1; give each display on a "
-                            "bus its own unit id")]
 
 
 def test_two_emulated_boards_on_one_port_share_one_bus(tmp_path):

@@ -61,6 +61,19 @@ class Settings:
     def attempts(self) -> int:
         return self.retries + 1
 
+    @property
+    def bus_address(self) -> int:
+        """Where on its cable the display listens: no two displays on a port share it."""
+        return self.unit
+
+    @property
+    def longest_show_s(self) -> float:
+        """How long a `show` to a unit that does not answer takes: every try of its
+        first request. (A show of several requests, with write = "fc06" or a flash
+        register, each answered only at its last try, would take longer; the driver
+        stops trying at the device's timeout.)"""
+        return self.attempts * self.reply_timeout
+
 
 def configure(options: Options) -> Settings | None:
     """Read `[devices.ID]` for a Modbus digit display; None when it has problems."""
@@ -103,22 +116,6 @@ def configure(options: Options) -> Settings | None:
         return None
     return Settings(line, display, unit, register, width, align, write, flash_register,
                     reply_timeout, retries, emulate)
-
-
-def unit_problems(boards: dict[str, Settings]) -> list[tuple[str, str, str]]:
-    """Displays on one port need a unit id each: (device id, key, problem) for each
-    display whose unit an earlier display on its port already has."""
-    problems = []
-    first: dict[tuple[str, int], str] = {}
-    for device_id, settings in boards.items():
-        key = (settings.line.port, settings.unit)
-        if key in first:
-            problems.append((device_id, "unit", f"{settings.unit} is also {first[key]}'s unit on "
-                                                f"{settings.line.port}; give each display on a "
-                                                "bus its own unit id"))
-        else:
-            first[key] = device_id
-    return problems
 
 
 def _templates_ok(options: Options, display: Display) -> bool:
