@@ -458,10 +458,7 @@ class _Reader:
                 device = self.read_device(d, label, device_id, driver)
             if valid_id and driver is not None:
                 devices[device_id] = device
-        lines = {device.id: (device.driver, device.settings.line) for device in devices.values()
-                 if getattr(device.settings, "line", None) is not None}
-        for device_id, key, message in same_line_problems(lines):
-            self.problem(_table_label("devices", device_id), key, message)
+        self.check_buses(devices)
         for d, device_id in pending_terminals:
             options = {}
             for key, required in (("printer", True), ("fallback_printer", False)):
@@ -493,6 +490,33 @@ class _Reader:
         settings = family.configure(d)
         d.finish_unread(_COMMON_DEVICE_KEYS)
         return Device(device_id, driver, as_written, settings, **common)
+
+    def check_buses(self, devices: dict[str, Device]) -> None:
+        """Devices sharing a serial port (an RS-485 cable) agree on its settings,
+        each has an address of its own, and each may take as long as its
+        longest exchange with the device."""
+        on_lines = {d.id: d for d in devices.values()
+                    if getattr(d.settings, "line", None) is not None}
+        lines = {d.id: (d.driver, d.settings.line) for d in on_lines.values()}
+        for device_id, key, message in same_line_problems(lines):
+            self.problem(_table_label("devices", device_id), key, message)
+        holders: dict[tuple[str, int], str] = {}
+        for device in on_lines.values():
+            settings = device.settings
+            where = (settings.line.port, settings.bus_address)
+            if where in holders:
+                key = "unit" if device.driver == "modbus_digits" else "address"
+                self.problem(_table_label("devices", device.id), key,
+                             f"{settings.bus_address} on {settings.line.port} is also "
+                             f"{holders[where]}'s; every device on a cable needs its own")
+            else:
+                holders[where] = device.id
+            longest = settings.longest_show_s
+            if device.timeout < longest:
+                self.problem(_table_label("devices", device.id), "timeout",
+                             f"{device.timeout:g} s is shorter than one write to this board "
+                             f"may take ({longest:g} s: every try of every line); raise "
+                             f"timeout or lower retries or reply_timeout")
 
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
                      allowed: frozenset[str], what: str) -> bool:

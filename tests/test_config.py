@@ -488,6 +488,68 @@ def test_a_window_whose_board_is_not_a_board(tmp_path):
                      "not a call board (framed_text or modbus_digits)"]
 
 
+TEXT_BOARD = """[devices.{id}]
+driver = "framed_text"
+port = "tty-hall"
+address = {address}
+{more}
+[devices.{id}.frame]
+layout = ["header", "address", "command", "text", "checksum", "trailer"]
+header = "AA 55"
+command = "31"
+checksum = "xor8"
+trailer = "0D"
+"""
+
+
+def text_board(device_id: str, address: int = 1, more: str = "") -> str:
+    return TEXT_BOARD.format(id=device_id, address=address, more=more)
+
+
+def test_a_hall_board_cannot_hang_over_a_window(tmp_path):
+    found = problems(tmp_path, '[[windows]]\nid = "2"\nname = "2号窗口"\nservices = ["property"]\n'
+                               'board = "hall"\n' + text_board("hall", more='shows = "hall"'))
+    assert found == ["[windows.2] board: device 'hall' shows the hall's latest calls "
+                     "(shows = \"hall\"), not one window's"]
+
+
+def test_one_board_over_two_windows(tmp_path):
+    window = '[[windows]]\nid = "{0}"\nname = "{0}号窗口"\nservices = ["property"]\nboard = "board_2"\n'
+    found = problems(tmp_path, window.format(2) + window.format(3) + BOARD)
+    assert found == ["[windows.3] board: device 'board_2' is already the board of window 2"]
+
+
+def test_boards_on_one_cable_need_addresses_of_their_own(tmp_path):
+    found = problems(tmp_path, text_board("strip_1", 3) + text_board("strip_2", 3)
+                     + BOARD + BOARD.replace("board_2", "board_3"))
+    assert found == [
+        f"[devices.strip_2] address: 3 on {tmp_path / 'tty-hall'} is also strip_1's; every "
+        "device on a cable needs its own",
+        "[devices.board_3] unit: 2 on /dev/ttyUSB1 is also board_2's; every device on a "
+        "cable needs its own"]
+
+
+def test_boards_on_one_cable_agree_on_its_settings_and_its_protocol(tmp_path):
+    found = problems(tmp_path, text_board("strip_1", 1, "baudrate = 19200")
+                     + text_board("strip_2", 3)
+                     + BOARD.replace("/dev/ttyUSB1", "tty-hall"))
+    port = tmp_path / "tty-hall"
+    assert found == [
+        f"[devices.strip_2] port: {port} is shared with strip_1 but its line settings differ; "
+        "give both the same baudrate, bytesize, parity and stopbits",
+        f"[devices.board_2] port: {port} is also strip_1's port, a framed_text device; one "
+        "bus speaks one protocol"]
+
+
+def test_a_board_timeout_shorter_than_its_slowest_write(tmp_path):
+    more = 'lines = 4\ntimeout = 2\nreply_timeout = 0.5\n'
+    board = text_board("hall", 1, more).replace('"command", "text"', '"command", "line", "text"')
+    found = problems(tmp_path, board + 'ack = "06"\n')
+    assert found == ["[devices.hall] timeout: 2 s is shorter than one write to this board may "
+                     "take (6 s: every try of every line); raise timeout or lower retries or "
+                     "reply_timeout"]
+
+
 @pytest.mark.parametrize("window_id", ["12", "T1", "vip-1", "a_b"])
 def test_window_ids_are_plain_names(tmp_path, window_id):
     config = load(tmp_path, f'[[windows]]\nid = "{window_id}"\nname = "窗口"\nservices = ["property"]\n')

@@ -45,6 +45,18 @@ class Settings:
     reply_timeout: float = 0.3    # seconds to wait for an ack; used only when the frame has one
     retries: int = 2              # sends after the first when no ack came
 
+    @property
+    def bus_address(self) -> int:
+        """Where on its cable the board listens: no two boards on a port share it."""
+        return self.address
+
+    @property
+    def longest_show_s(self) -> float:
+        """The longest a `show` may take: every line unacknowledged until its last try."""
+        if self.frame.ack is None:
+            return 0.0
+        return self.display.lines * (self.retries + 1) * self.reply_timeout
+
 
 def configure(options: Options) -> Settings | None:
     """Read `[devices.ID]` for a text board; None when it has problems."""
