@@ -6,9 +6,9 @@
 Starts `kioskd run` on a throw-away hall of 100 windows, each with a Modbus
 digit display; the displays hang 25 to a bus on 4 RS-485 buses at 9600 baud,
 emulated in this process on pseudo-terminals whose wire model hands each
-byte over when it would have arrived at 9600 baud. 100 ticket are waiting;
-100 clerks (one thread and one HTTP connection each) press call-next at
-the same moment.
+byte over when it would have arrived at 9600 baud. Once every board is
+ready and blank and 100 tickets wait, 100 clerks (one thread and one HTTP
+connection each) press call-next at the same moment.
 
 For each call: from call-next's HTTP answer to the moment the last byte of the
 frame that puts its number on its board was on the wire. A bus carries one
@@ -141,9 +141,10 @@ def main() -> int:
         try:
             setup = Clerk(port, 1, threading.Barrier(1))
             deadline = time.monotonic() + 60
-            while any(d["state"] != "ready" for d in setup.request("GET", "/api/v1/devices")):
+            while any(d["state"] != "ready" or d["detail"].get("shows") != d["detail"]["should_show"]
+                      for d in setup.request("GET", "/api/v1/devices")):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the boards did not all become ready within 60 s")
+                    raise RuntimeError("the boards were not all ready and blank within 60 s")
                 time.sleep(0.1)
             for _ in range(args.windows):
                 setup.request("POST", "/api/v1/tickets", {"service": "property"})
