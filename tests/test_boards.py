@@ -54,7 +54,7 @@ emulate = true
 reply_timeout = {reply_timeout}
 retries = 1
 poll_interval = 0.2
-timeout = 1
+timeout = {timeout}
 
 [devices.board_5]
 driver = "modbus_digits"
@@ -66,7 +66,7 @@ emulate = true
 reply_timeout = {reply_timeout}
 retries = 1
 poll_interval = 0.2
-timeout = 1
+timeout = {timeout}
 
 [devices.hall_board]             # the hall's main board: a vendor-framed Chinese text board
 driver = "framed_text"
@@ -76,6 +76,8 @@ lines = 3
 address = 1
 flash_s = {flash_s}
 emulate = true
+reply_timeout = 0.1
+retries = 1
 poll_interval = 0.2
 timeout = 1
 
@@ -98,7 +100,9 @@ flash = "01"
 
 def hall_config(tmp_path: Path, *, flash_s: float = 0.3, reply_timeout: float = 0.15,
                 extra: str = "") -> Config:
-    text = HALL.format(flash_s=flash_s, reply_timeout=reply_timeout) + textwrap.dedent(extra)
+    timeout = max(1.0, 2 * reply_timeout + 0.5)      # covers a write's two tries
+    text = HALL.format(flash_s=flash_s, reply_timeout=reply_timeout, timeout=timeout) \
+        + textwrap.dedent(extra)
     return loads_config(text, base_dir=tmp_path)
 
 
