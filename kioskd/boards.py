@@ -87,13 +87,13 @@ class Feed:
             if screen == self.shown or not self.device.usable:
                 continue                   # an offline board is written when it reconnects
             try:
-                await self.device.command(lambda driver: driver.show(screen))
+                shows = await self.device.command(lambda driver: driver.show(screen))
             except DeviceNotReady as exc:
                 self.shown = None
                 log.debug("%s: not shown now: %s", self.device.device.id, exc)
                 continue
             self.shown = screen
-            self.device.status.detail["shows"] = plain(screen)
+            self.device.status.detail.update(shows)     # what the driver says the board took
 
 
 class Boards:
