@@ -105,7 +105,11 @@ def read_display(options: Options, *, can_flash: bool, defaults: dict[str, Any] 
     for key in ("calling", "paused", "idle", "closed", "hall_line"):
         text = options.string(key, getattr(base, key), allow_empty=True)
         texts[key] = text if _template_ok(options, key, text) else getattr(base, key)
-    flash_s = options.number("flash_s", base.flash_s, above=-1)
+    flash_s = options.number("flash_s", base.flash_s)
+    if flash_s < 0:
+        options.problem("flash_s", f"{flash_s:g} is out of range; expected 0 (never flash) "
+                                   "or more seconds")
+        flash_s = base.flash_s
     columns = options.integer("columns", base.columns, low=0, high=1000)
     return Display(shows=shows, lines=lines, flash_s=flash_s, columns=columns,
                    can_flash=can_flash, **texts)

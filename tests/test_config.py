@@ -827,3 +827,9 @@ def test_a_printer_with_every_option(tmp_path):
 def test_a_printer_option_that_is_wrong_is_named(tmp_path, options, expected):
     found = problems(tmp_path, f'[devices.p]\ndriver = "escpos"\n{options}\n')
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_board_flash_time_is_not_negative(tmp_path):
+    found = problems(tmp_path, text_board("hall", 1, 'shows = "hall"\nflash_s = -0.5\n'))
+    assert found == ["[devices.hall] flash_s: -0.5 is out of range; expected 0 (never flash) "
+                     "or more seconds"]
