@@ -10,7 +10,12 @@ and reaches them through the real drivers, as the demo hall does.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -326,3 +331,41 @@ async def test_the_self_test_shows_a_pattern_then_the_current_number(tmp_path):
         assert "8888" in shown
         assert shown[-1].strip() == "A001"
         assert shown.index("8888") > shown.index(" A001" if " A001" in shown else "A001")
+
+
+def test_kioskd_emulate_board_runs_a_files_boards_standalone(tmp_path):
+    """The technician's emulator: the boards of a devices.toml on ptys linked at their
+    ports, each change printed; here the real drivers write to it from this process."""
+    from drivers.board import Line
+    from drivers.framed_text.driver import TextBoard
+    from drivers.modbus_digits.driver import DigitDisplay
+
+    path = tmp_path / "devices.toml"
+    path.write_text(HALL.format(flash_s=0, reply_timeout=0.15, timeout=1), encoding="utf-8")
+    config = loads_config(path.read_text(encoding="utf-8"), base_dir=tmp_path)
+    command = [sys.executable, "-m", "kioskd.cli", "emulate", "board", "-c", str(path),
+               "board_5", "hall_board"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, encoding="utf-8") as cli:
+        watchdog = threading.Timer(WAIT, cli.kill)       # a line that never comes ends the test
+        watchdog.start()
+        try:
+            started = [cli.stdout.readline() for _ in range(2)]
+            assert started[0].startswith(f"board_5: modbus_digits at {tmp_path / 'tty-bus1'} -> /dev/pts/")
+            assert started[1].startswith(f"hall_board: framed_text at {tmp_path / 'tty-hall'} -> /dev/pts/")
+            digits = DigitDisplay("board_5", config.devices["board_5"].settings, 1.0)
+            text = TextBoard("hall_board", config.devices["hall_board"].settings, 1.0)
+            for board in (digits, text):
+                board.open()
+            digits.show((Line("A012"),))
+            text.show((Line("A012 → 5号窗口"), Line(""), Line("")))
+            for board in (digits, text):
+                board.close()
+            seen = set()
+            while not {"board_5 A012", "hall_board A012 → 5号窗口"} <= seen:
+                device, _, shows = cli.stdout.readline().strip().partition(" shows ")
+                shows = json.loads(shows)
+                seen.add(f"{device} {(shows if isinstance(shows, str) else shows[0]).strip()}")
+        finally:
+            cli.send_signal(signal.SIGTERM)
+            watchdog.cancel()
+        assert cli.wait(WAIT) == 0
