@@ -310,9 +310,9 @@ async def test_a_dead_unit_goes_offline_and_its_neighbour_goes_on(tmp_path):
 
 
 async def test_call_next_is_answered_before_a_slow_board_has_been_written(tmp_path):
-    # board_4's unit is dead and gets 2 × 2 s to answer: had call-next waited for
+    # board_4's unit is dead and gets 2 × 1 s to answer: had call-next waited for
     # the board, the board would be offline by the time the answer came.
-    async with hall(hall_config(tmp_path, reply_timeout=2.0)) as h:
+    async with hall(hall_config(tmp_path, reply_timeout=1.0)) as h:
         await h.issue(1)
         h.unit("board_4").silent = True
         await h.call("4")
