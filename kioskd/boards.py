@@ -131,11 +131,7 @@ class Boards:
         if not self.feeds:
             return
         self.devices.on_connected.append(self._connected)
-        subscribed = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._follow(subscribed), name="boards"))
-        await subscribed.wait()
-        for device_id, feed in self.feeds.items():
-            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
+        self._tasks.append(asyncio.create_task(self._follow(), name="boards"))
         self._tasks.append(asyncio.create_task(self._at_midnight(), name="boards midnight"))
 
     async def stop(self) -> None:
@@ -153,20 +149,33 @@ class Boards:
         if feed is not None:
             feed.reconnected()
 
-    async def _follow(self, subscribed: asyncio.Event) -> None:
-        """Apply each event as it comes; after falling behind (dropped by the
-        bus), start again from the queue's present state."""
+    async def _follow(self) -> None:
+        """Load the present, then apply each event as it comes. Subscribing
+        first means nothing is missed; after falling behind (dropped by the
+        bus) or failing to read the queue, start again."""
         while True:
-            async with self.bus.subscribe() as events:
-                await self._load()
-                subscribed.set()
-                async for event in events:
-                    try:
-                        self.apply(event)
-                    except Exception:
-                        log.exception("boards: could not follow event %d (%s)", event.id,
-                                      event.type)
-            log.warning("boards: fell behind the hall's events; reloading")
+            try:
+                async with self.bus.subscribe() as events:
+                    await self._load()
+                    self._start_feeds()        # after the first load: no blank flicker
+                    async for event in events:
+                        self._apply_logged(event)
+                log.warning("boards: fell behind the hall's events; reloading")
+            except Exception:
+                log.exception("boards: could not read the hall's state; trying again")
+                await asyncio.sleep(1)
+
+    def _start_feeds(self) -> None:
+        if any(task.get_name().startswith("board ") for task in self._tasks):
+            return
+        for device_id, feed in self.feeds.items():
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
+
+    def _apply_logged(self, event: Event) -> None:
+        try:
+            self.apply(event)
+        except Exception:
+            log.exception("boards: could not follow event %d (%s)", event.id, event.type)
 
     async def _load(self) -> None:
         """The present: each window's state and ticket, and today's latest calls."""

@@ -515,7 +515,7 @@ class _Reader:
             if device.timeout < longest:
                 self.problem(_table_label("devices", device.id), "timeout",
                              f"{device.timeout:g} s is shorter than one write to this board "
-                             f"may take ({longest:g} s: every try of every line); raise "
+                             f"may take ({longest:g} s: every try of every frame); raise "
                              f"timeout or lower retries or reply_timeout")
 
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],

@@ -546,7 +546,7 @@ def test_a_board_timeout_shorter_than_its_slowest_write(tmp_path):
     board = text_board("hall", 1, more).replace('"command", "text"', '"command", "line", "text"')
     found = problems(tmp_path, board + 'ack = "06"\n')
     assert found == ["[devices.hall] timeout: 2 s is shorter than one write to this board may "
-                     "take (6 s: every try of every line); raise timeout or lower retries or "
+                     "take (6 s: every try of every frame); raise timeout or lower retries or "
                      "reply_timeout"]
 
 
