@@ -242,9 +242,10 @@ class Supervised:
     # -- state ---------------------------------------------------------------
 
     async def apply(self, health: Health) -> None:
+        """Alerts first: whoever sees the new state sees its alerts already sent."""
         self.status.detail.update(health.detail)
-        await self.set_state(health.state, health.problem)
         await self.update_alerts(health.alerts)
+        await self.set_state(health.state, health.problem)
 
     async def failed(self, error: str) -> None:
         self.attempts += 1
