@@ -106,13 +106,17 @@ def ms(values: list[float]) -> str:
 
 def floors(calls: list[tuple[float, float]], line: SerialLine) -> list[float]:
     """For frames in wire order given as (answered, wire_end): the latency each
-    would have had on a bus that sends back to back, with no overhead."""
-    cost = line.wire_s(REQUEST_BYTES + REPLY_BYTES) + 2 * line.gap_s
-    free_at = 0.0
+    would have had on a bus that sends back to back with no overhead. A request
+    may start a gap after the bus fell silent; the unit answers a gap after the
+    request's last byte, which is where a call's latency ends."""
+    request, reply, gap = line.wire_s(REQUEST_BYTES), line.wire_s(REPLY_BYTES), line.gap_s
+    silent_since = float("-inf")
     result = []
     for answered, _end in calls:
-        free_at = max(free_at, answered) + cost
-        result.append(free_at - answered)
+        start = max(answered, silent_since + gap)
+        end = start + request
+        silent_since = end + gap + reply
+        result.append(end - answered)
     return result
 
 
@@ -120,6 +124,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, default=100)
     parser.add_argument("--buses", type=int, default=4)
+    parser.add_argument("--single", type=int, default=20,
+                        help="calls made one at a time afterwards (boards 1..N)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="kioskd-bench-boards-") as tmp:
@@ -175,6 +181,25 @@ def main() -> int:
                     floor.append(best)
                     overhead.append(end - answered - best)
             answers = sorted(c.answered for c in clerks)
+            spacing = []                     # between one burst write and the next on a bus
+            for b in range(args.buses):
+                ends = sorted(on_board(c) for c in clerks if (c.window - 1) // per_bus == b)
+                spacing += [later - earlier for earlier, later in zip(ends, ends[1:])]
+
+            # one call at a time: the bus is idle when each call is answered
+            setup = Clerk(port, 1, threading.Barrier(1))    # the first one's connection idled out
+            for _ in range(args.single):
+                setup.request("POST", "/api/v1/tickets", {"service": "property"})
+            single, single_floor = [], []
+            for n in range(1, args.single + 1):
+                time.sleep(0.1)         # the last write's reply off the (modelled) wire: idle
+                clerk = Clerk(port, n, threading.Barrier(1))
+                clerk.run()
+                buses[0].wait_until(lambda: on_board(clerk) is not None, 30,
+                                    f"window {n}'s board")
+                single.append(on_board(clerk) - clerk.answered)
+                single_floor.append(floors([(clerk.answered, 0.0)], buses[0].line)[0])
+                clerk.http.close()
         finally:
             code, _ = daemon.stop()
             for bus in buses:
@@ -184,12 +209,17 @@ def main() -> int:
     frame = line.wire_s(REQUEST_BYTES + REPLY_BYTES) + 2 * line.gap_s
     print(f"\nkioskd board benchmark: {args.windows} windows call at once, {args.buses} "
           f"RS-485 buses at {BAUD} baud, {per_bus} Modbus displays on each")
-    print(f"  one board write on the wire          {frame * 1000:7.1f} ms  (FC16 {REQUEST_BYTES} "
+    print(f"  one board write holds the bus        {frame * 1000:7.1f} ms  (FC16 {REQUEST_BYTES} "
           f"bytes + reply {REPLY_BYTES} + two 3.5-character gaps)")
     print(f"  call-next answers spread over        {(answers[-1] - answers[0]) * 1000:7.1f} ms")
     print(f"  answer → last byte on the wire       {ms(latency)}")
     print(f"  floor (bus busy back to back)        {ms(floor)}")
     print(f"  overhead (measured − floor)          {ms(overhead)}")
+    print(f"  one write to the next on a bus       {ms(spacing)}")
+    print(f"  one call at a time, answer → wire    {ms(single)}")
+    print(f"  ... floor (the request on the wire)  {ms(single_floor)}")
+    print(f"  ... overhead                         "
+          f"{ms([a - b for a, b in zip(single, single_floor)])}")
     return 0 if code == 0 else 1
 
 

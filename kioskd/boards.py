@@ -113,6 +113,7 @@ class Boards:
         self.feeds: dict[str, Feed] = {}             # device id -> feed
         self._tasks: list[asyncio.Task] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._early: list[Event] | None = None    # events heard while the present loads
         self._window_config = {w.id: w for w in config.windows}
 
     # -- running -------------------------------------------------------------
@@ -131,10 +132,13 @@ class Boards:
         if not self.feeds:
             return
         self.devices.on_connected.append(self._connected)
-        self._tasks.append(asyncio.create_task(self._follow(), name="boards"))
+        self._early = []
+        self.bus.listen(self._heard)
+        self._tasks.append(asyncio.create_task(self._load_then_feed(), name="boards"))
         self._tasks.append(asyncio.create_task(self._at_midnight(), name="boards midnight"))
 
     async def stop(self) -> None:
+        self.bus.unlisten(self._heard)
         if self._connected in self.devices.on_connected:
             self.devices.on_connected.remove(self._connected)
         for timer in self._timers.values():
@@ -149,38 +153,34 @@ class Boards:
         if feed is not None:
             feed.reconnected()
 
-    async def _follow(self) -> None:
-        """Load the present, then apply each event as it comes. Subscribing
-        first means nothing is missed; after falling behind (dropped by the
-        bus) or failing to read the queue, start again."""
-        while True:
-            try:
-                async with self.bus.subscribe() as events:
-                    await self._load()
-                    self._start_feeds()        # after the first load: no blank flicker
-                    async for event in events:
-                        self._apply_logged(event)
-                log.warning("boards: fell behind the hall's events; reloading")
-            except Exception:
-                log.exception("boards: could not read the hall's state; trying again")
-                await asyncio.sleep(1)
-
-    def _start_feeds(self) -> None:
-        if any(task.get_name().startswith("board ") for task in self._tasks):
+    def _heard(self, event: Event) -> None:
+        """Each event as it is published, on the loop: the boards follow at once,
+        not a turn of the loop later behind a burst of requests."""
+        if self._early is not None:
+            self._early.append(event)
             return
-        for device_id, feed in self.feeds.items():
-            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
-
-    def _apply_logged(self, event: Event) -> None:
         try:
             self.apply(event)
         except Exception:
             log.exception("boards: could not follow event %d (%s)", event.id, event.type)
 
+    async def _load_then_feed(self) -> None:
+        while True:
+            try:
+                await self._load()
+                break
+            except Exception:
+                log.exception("boards: could not read the hall's state; trying again")
+                await asyncio.sleep(1)
+        for device_id, feed in self.feeds.items():   # after the load: no blank flicker
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
+
     async def _load(self) -> None:
-        """The present: each window's state and ticket, and today's latest calls."""
+        """The present: each window's state and ticket, and today's latest calls;
+        then the events published meanwhile that it does not include."""
+        views, last_id = await self.queue.windows_as_of()
         now = self.clock()
-        for view in await self.queue.windows():
+        for view in views:
             ticket = view.current
             self.windows[view.window.id] = AtWindow(
                 view.record.state, ticket.id if ticket else None,
@@ -191,10 +191,14 @@ class Boards:
         most = max((feed.display.lines for feed in self.hall_feeds), default=0)
         self.calls = []
         for event in self.bus.recent(CALLS, 4 * most + 16, since_at=start_of_day):
-            call = self._call(event, today)
+            call = self._call(event, today) if event.id <= last_id else None
             if call and all(c.ticket != call.ticket for c in self.calls):
                 self.calls.append(call)
         self._render_all()
+        early, self._early = self._early or [], None
+        for event in early:
+            if event.id > last_id:
+                self._heard(event)
 
     async def _at_midnight(self) -> None:
         """Yesterday's calls leave the hall boards at local midnight."""

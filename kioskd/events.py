@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from .records import Event
@@ -66,6 +66,7 @@ class EventBus:
     def __init__(self, history: int = HISTORY):
         self._history: deque[Event] = deque(maxlen=history)
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
         self.last_id = 0
 
     def publish(self, events: Iterable[Event]) -> None:
@@ -75,12 +76,28 @@ class EventBus:
                 continue
             self.last_id = event.id
             self._history.append(event)
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("events: a listener failed on event %d (%s)", event.id,
+                                  event.type)
             for sub in list(self._subscribers):
                 if not sub._offer(event):
                     log.warning("events: a subscriber fell %d events behind; dropping it",
                                 SUBSCRIBER_BACKLOG)
                     self._subscribers.discard(sub)
                     sub._end()
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` on the loop as each event is published, before any
+        subscriber reads it: for quick, non-blocking followers (the boards) that
+        must not wait a turn of the loop behind a burst of requests."""
+        self._listeners.append(listener)
+
+    def unlisten(self, listener: Callable[[Event], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def remember(self, events: Iterable[Event]) -> None:
         """Seed history at start-up (from the store) without notifying anyone."""

@@ -421,6 +421,10 @@ class Queue:
         return [self._window_view(tx, w, records[w.id]) for w in self.config.windows
                 if w.id in records]
 
+    async def windows_as_of(self) -> tuple[list[WindowView], int]:
+        """Every window, and the id of the last event their state includes."""
+        return await self._run(lambda tx, now: (self._all_windows(tx, now), tx.last_event_id()))
+
     async def window(self, window_id: str) -> WindowView:
         return await self._run(self._one_window, window_id)
 
