@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from drivers.board import Display, Line, Screen, blank, fill, plain
@@ -57,13 +57,18 @@ class Call:
 
 @dataclass
 class Feed:
-    """One board: the screen it should show, and the task that puts it there."""
+    """One board: the screen it should show, and the task that puts it there.
+    A new screen for an idle board is handed to the device's worker at once
+    (from the event listener: no turn of the loop in between); the task awaits
+    the outcome and writes the latest screen again if it changed meanwhile."""
 
     device: Supervised
     display: Display
     wanted: Screen = ()
     shown: Screen | None = None        # what the board was last seen to take
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    running: bool = False              # the feed's task has started
+    writing: tuple[Screen, Awaitable[dict]] | None = None     # a write under way
 
     def __post_init__(self) -> None:
         self.device.status.detail["should_show"] = plain(self.wanted)
@@ -73,27 +78,45 @@ class Feed:
             return
         self.wanted = screen
         self.device.status.detail["should_show"] = plain(screen)
+        if self.running and self.writing is None:
+            self.writing = self._begin()
         self.dirty.set()
 
     def reconnected(self) -> None:
         self.shown = None
         self.dirty.set()
 
+    def _begin(self) -> tuple[Screen, Awaitable[dict]] | None:
+        screen = self.wanted
+        if screen == self.shown or not self.device.usable:
+            return None                    # an offline board is written when it reconnects
+        try:
+            return screen, self.device.begin(lambda driver: driver.show(screen))
+        except DeviceNotReady:
+            return None
+
     async def run(self) -> None:
+        self.running = True
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            screen = self.wanted
-            if screen == self.shown or not self.device.usable:
-                continue                   # an offline board is written when it reconnects
+            if self.writing is None:
+                self.writing = self._begin()
+            if self.writing is None:
+                continue
+            screen, outcome = self.writing
             try:
-                shows = await self.device.command(lambda driver: driver.show(screen))
+                shows = await outcome
             except DeviceNotReady as exc:
                 self.shown = None
                 log.debug("%s: not shown now: %s", self.device.device.id, exc)
                 continue
+            finally:
+                self.writing = None
             self.shown = screen
             self.device.status.detail.update(shows)     # what the driver says the board took
+            if self.wanted != screen:
+                self.dirty.set()
 
 
 class Boards:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import SimpleQueue
@@ -297,12 +297,23 @@ class Supervised:
     async def command(self, action: Callable[[Driver], T]) -> T:
         """Run `action(driver)` now if the device can take it; DeviceNotReady
         (with the state it is left in) when it cannot or when the action fails."""
+        return await self.begin(action)
+
+    def begin(self, action: Callable[[Driver], T]) -> Awaitable[T]:
+        """`command`, with the action handed to the device's worker before this
+        returns (it starts at once, not a turn of the loop later); await the
+        result for its outcome. DeviceNotReady at once when the device cannot
+        take it."""
         if not self.usable:
             raise DeviceNotReady(self.view())
         driver = self.driver
+        future = self._worker.submit(lambda: action(driver))
+        return self._outcome(future)
+
+    async def _outcome(self, future: Future[T]) -> T:
         fault = False                            # the device answered: no reconnect needed
         try:
-            return await self.step(lambda: action(driver))
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.step_limit)
         except TimeoutError:
             error = f"no answer within {self.step_limit:g} s"
             self._abandon_worker()
