@@ -15,6 +15,7 @@ every serial family takes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .base import DeviceTimeout, DeviceUnavailable, Options
+from .base import DeviceBusy, DeviceTimeout, DeviceUnavailable, Options
 
 log = logging.getLogger("kioskd.devices")
 
@@ -81,6 +82,52 @@ def read_line(options: Options) -> SerialLine | None:
 
 def is_url(port: str) -> bool:
     return "://" in port
+
+
+def open_serial(port: str, *, timeout: float, **settings: Any):
+    """`port` (a device path or any pyserial URL) opened exclusively, reads and
+    writes bounded by `timeout`; every way it can fail as a DeviceUnavailable
+    (DeviceBusy when another program holds it) in a technician's words. The
+    one way every serial family opens its port."""
+    import serial             # here, not at the top: reading devices.toml stays light
+
+    try:
+        return serial.serial_for_url(port, timeout=timeout, write_timeout=timeout,
+                                     exclusive=True, **settings)
+    except Exception as error:   # SerialException, and from URL handlers ValueError,
+        raise open_error(port, error) from None    # TypeError, KeyError, termios.error
+
+
+def open_error(port: str, error: BaseException) -> DeviceUnavailable:
+    """Why `port` could not be opened, from the errno pyserial wraps when it has one."""
+    code, reason = _cause(error)
+    if code in (errno.EBUSY, errno.EAGAIN):        # EAGAIN: another process holds the lock
+        return DeviceBusy(f"{port} is already open in another program "
+                          "(a second kioskd, ModemManager, a terminal?)")
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return DeviceUnavailable(f"no serial device {port} (adapter unplugged?)")
+    if code in (errno.EACCES, errno.EPERM):
+        return DeviceUnavailable(f"permission denied on {port}: add kioskd's user to the "
+                                 "dialout group")
+    if code == errno.ENOTTY:
+        return DeviceUnavailable(f"{port} is not a serial port")
+    if code is None and not isinstance(error, OSError):
+        return DeviceUnavailable(f"pyserial cannot open {port}: check the port and its "
+                                 f"options ({type(error).__name__}: {error})")
+    return DeviceUnavailable(f"cannot open {port}: {reason}")
+
+
+def _cause(error: BaseException) -> tuple[int | None, str]:
+    """The errno and the OS's words behind pyserial's wrapping of an error, when it has them."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen.errno, seen.strerror or str(seen)
+        args = seen.args
+        if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+            return args[0], args[1]            # termios.error(errno, text)
+        seen = seen.__cause__ or seen.__context__
+    return None, str(error)
 
 
 class TurnLock:

@@ -234,11 +234,11 @@ def test_a_pulled_cable_takes_the_board_offline_until_it_is_back(bus, boards):
     neighbour = boards(bus, 2)
     board.show(number("A1"))
     bus.pull()
-    with pytest.raises(DeviceUnavailable, match=r"no serial device at .*tty-bus1 .*unplugged"):
+    with pytest.raises(DeviceUnavailable, match=r"no serial device .*tty-bus1 .*unplugged"):
         board.show(number("A2"))
-    with pytest.raises(DeviceUnavailable, match="no serial device at"):
+    with pytest.raises(DeviceUnavailable, match="no serial device "):
         board.open()
-    with pytest.raises(DeviceUnavailable, match="no serial device at"):
+    with pytest.raises(DeviceUnavailable, match="no serial device "):
         neighbour.poll()
     bus.power_cycle(1)               # the board lost power with the cable
     bus.plug()
@@ -283,14 +283,14 @@ def test_a_port_that_cannot_be_opened(tmp_path, bus):
     def opened(port: str) -> None:
         DigitDisplay("board_1", Settings(SerialLine(port), Display(), 1), 3.0).open()
 
-    with pytest.raises(DeviceUnavailable, match=r"no serial device at .*no-such-tty "
+    with pytest.raises(DeviceUnavailable, match=r"no serial device .*no-such-tty "
                                                 r"\(adapter unplugged\?\)"):
         opened(str(tmp_path / "no-such-tty"))
     (tmp_path / "notes.txt").write_text("not a tty")
     with pytest.raises(DeviceUnavailable, match=r"notes.txt is not a serial port"):
         opened(str(tmp_path / "notes.txt"))
     with serial.serial_for_url(bus.address, exclusive=True):       # another program has it
-        with pytest.raises(DeviceBusy, match=r"tty-bus1 is held by another program"):
+        with pytest.raises(DeviceBusy, match=r"tty-bus1 is already open in another program"):
             opened(bus.address)
 
 

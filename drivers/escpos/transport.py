@@ -20,6 +20,7 @@ from escpos.exceptions import DeviceNotFoundError
 from escpos.printer import Network, Serial, Usb
 
 from ..base import DeviceBusy, DeviceError, DeviceTimeout, DeviceUnavailable
+from ..serialbus import open_serial
 from .connection import Connection, SerialSettings
 
 PRINTER_CLASS = 7                  # USB interface class of printers
@@ -196,29 +197,9 @@ class SerialLink(Link):
         super().__init__(connection, timeout)
         self.name = connection.device
         settings = connection.serial_settings or SerialSettings()
-        try:
-            self._port = serial.serial_for_url(self.name, **asdict(settings), timeout=timeout,
-                                               write_timeout=timeout, exclusive=True)
-        except serial.SerialException as error:
-            raise self._open_error(error) from error
-        except Exception as error:
-            # pyserial's URL handlers also raise ValueError, TypeError, and for a bad option
-            # of loop:// or socket:// a KeyError from their own error message (pyserial 3.5)
-            raise DeviceUnavailable(f"pyserial cannot open {self.name}: check the URL and its "
-                                    f"options ({type(error).__name__}: {error})") from error
+        self._port = open_serial(self.name, timeout=timeout, **asdict(settings))
         self._printer = Serial(devfile=self.name)
         self._printer.device = self._port
-
-    def _open_error(self, error: serial.SerialException) -> DeviceUnavailable:
-        if error.errno in (errno.EBUSY, errno.EAGAIN):     # EAGAIN: another process holds the lock
-            return DeviceBusy(f"{self.name} is already open in another program "
-                              f"(a second kioskd, ModemManager, a terminal?)")
-        if error.errno == errno.ENOENT:
-            return DeviceUnavailable(f"no serial device {self.name} (adapter unplugged?)")
-        if error.errno == errno.EACCES:
-            return DeviceUnavailable(f"permission denied on {self.name}: "
-                                     f"add kioskd's user to the dialout group")
-        return DeviceUnavailable(f"cannot open {self.name}: {error}")
 
     def _send(self, data: bytes) -> None:
         try:

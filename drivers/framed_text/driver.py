@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import termios
 import time
@@ -10,10 +9,10 @@ from typing import Any
 
 import serial
 
-from ..base import DeviceBusy, DeviceTimeout, DeviceUnavailable, Health, State
+from ..base import DeviceTimeout, DeviceUnavailable, Health, State
 from ..board import Line, Screen, blank, plain
 from ..frames import hex_bytes
-from ..serialbus import Bus, Buses, SerialLine
+from ..serialbus import Bus, Buses, open_serial
 from . import Settings
 
 log = logging.getLogger("kioskd.devices")
@@ -47,8 +46,10 @@ class TextBoard:
     def open(self) -> None:
         if self.bus is None:
             line, timeout = self.settings.line, self.timeout
-            self.bus = BUSES.acquire(line, lambda: Bus(line, lambda: open_port(line, timeout),
-                                                       close_port))
+
+            def open_port() -> serial.Serial:
+                return open_serial(line.port, timeout=timeout, **line.serial_kwargs())
+            self.bus = BUSES.acquire(line, lambda: Bus(line, open_port, close_port))
         try:
             self._run(lambda port: None)          # opens the port unless a neighbour has
         except DeviceUnavailable:
@@ -192,28 +193,6 @@ class TextBoard:
         if self.bus is None:
             raise DeviceUnavailable("not connected")
         return self.bus.run(exchange, timeout=self.timeout / 2)
-
-
-def open_port(line: SerialLine, timeout: float) -> serial.Serial:
-    """The port, opened exclusively; DeviceUnavailable (or DeviceBusy) with the
-    reason for a technician when it cannot be."""
-    try:
-        return serial.serial_for_url(line.port, timeout=timeout, write_timeout=timeout,
-                                     exclusive=True, **line.serial_kwargs())
-    except serial.SerialException as error:
-        if error.errno in (errno.EBUSY, errno.EAGAIN):     # EAGAIN: another process holds the lock
-            raise DeviceBusy(f"{line.port} is already open in another program "
-                             f"(a second kioskd, ModemManager, a terminal?)") from None
-        if error.errno == errno.ENOENT:
-            raise DeviceUnavailable(f"no serial device {line.port} (adapter unplugged?)") from None
-        if error.errno == errno.EACCES:
-            raise DeviceUnavailable(f"permission denied on {line.port}: add kioskd's user to "
-                                    f"the dialout group") from None
-        raise DeviceUnavailable(f"cannot open {line.port}: {error}") from None
-    except (ValueError, TypeError, KeyError, OSError, termios.error) as error:
-        # pyserial's URL handlers raise these for a bad URL or option (pyserial 3.5)
-        raise DeviceUnavailable(f"pyserial cannot open {line.port}: check the port and its "
-                                f"options ({type(error).__name__}: {error})") from None
 
 
 def close_port(port: serial.Serial) -> None:

@@ -9,7 +9,6 @@ once per attempt and never holds up the others for longer than one of them.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -17,15 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import serial
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from ..base import DeviceBusy, DeviceFault, DeviceTimeout, DeviceUnavailable, Health, State
+from ..base import DeviceFault, DeviceTimeout, DeviceUnavailable, Health, State
 from ..board import Line, Screen
-from ..serialbus import Bus, Buses, SerialLine, is_url
+from ..serialbus import Bus, Buses, SerialLine, is_url, open_serial
 from . import Settings
 
 log = logging.getLogger("kioskd.devices")
@@ -55,10 +53,9 @@ class SerialClient(ModbusSerialClient):
 
     def open(self) -> None:
         params = self.comm_params
-        self.socket = serial.serial_for_url(
-            params.host, timeout=WRITE_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S,
-            baudrate=params.baudrate, bytesize=params.bytesize, parity=params.parity,
-            stopbits=params.stopbits, exclusive=True)
+        self.socket = open_serial(params.host, timeout=WRITE_TIMEOUT_S,
+                                  baudrate=params.baudrate, bytesize=params.bytesize,
+                                  parity=params.parity, stopbits=params.stopbits)
         self.socket.inter_byte_timeout = self.inter_byte_timeout
 
     def connect(self) -> bool:
@@ -95,10 +92,7 @@ class ModbusLink:
         self._heard = False
         self.client = SerialClient(line.port, framer=FramerType.RTU, retries=0,
                                    trace_packet=self._traced, **line.serial_kwargs())
-        try:
-            self.client.open()
-        except Exception as exc:       # pyserial raises SerialException, ValueError, termios errors
-            raise open_error(line.port, exc) from None
+        self.client.open()
 
     def request(self, call: Callable[[ModbusSerialClient], ModbusPDU], *,
                 reply_timeout: float) -> ModbusPDU:
@@ -162,40 +156,13 @@ class ModbusLink:
 
 
 def gone(port: str) -> DeviceUnavailable:
-    return DeviceUnavailable(f"no serial device at {port} any more (adapter unplugged?)")
-
-
-def open_error(port: str, exc: Exception) -> DeviceUnavailable:
-    code, reason = _cause(exc)
-    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
-        return DeviceUnavailable(f"no serial device at {port} (adapter unplugged?)")
-    if code in (errno.EACCES, errno.EPERM):
-        return DeviceUnavailable(f"no permission to open {port}: add kioskd's user to the "
-                                 "dialout group")
-    if code in (errno.EAGAIN, errno.EBUSY):
-        return DeviceBusy(f"{port} is held by another program")
-    if code == errno.ENOTTY:
-        return DeviceUnavailable(f"{port} is not a serial port")
-    return DeviceUnavailable(f"cannot open {port}: {reason}")
-
-
-def _cause(exc: BaseException) -> tuple[int | None, str]:
-    """The errno and the OS's words behind pyserial's wrapping of an error, when it has them."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        args = seen.args
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen.errno, seen.strerror or str(seen)
-        if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-            return args[0], args[1]            # termios.error(errno, text)
-        seen = seen.__cause__ or seen.__context__
-    return None, str(exc)
+    return DeviceUnavailable(f"no serial device {port} any more (adapter unplugged?)")
 
 
 _buses: Buses[ModbusLink] = Buses()
 
 
-def bus_for(line: SerialLine) -> Bus[ModbusLink]:
+def _new_bus(line: SerialLine) -> Bus[ModbusLink]:
     """The one bus of `line.port`, shared by every display on it (take it with
     `_buses.acquire`, give it back with `_buses.release`)."""
     return Bus(line, lambda: ModbusLink(line), ModbusLink.close)
@@ -220,7 +187,7 @@ class DigitDisplay:
     def open(self) -> None:
         self.close()
         line = self.settings.line
-        self.bus = _buses.acquire(line, lambda: bus_for(line))
+        self.bus = _buses.acquire(line, lambda: _new_bus(line))
         self._start()
         try:
             self._read_text(attempts=1)            # one try: a dead unit's reconnect costs one timeout
