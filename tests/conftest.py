@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -63,6 +64,55 @@ def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
             "kiosk_1": Device("kiosk_1", "terminal", {"printer": "printer_1"}),
         },
     )
+
+
+# The smallest valid devices.toml: one service, one window. Tests add to it.
+MINIMAL_HALL = """\
+[hall]
+name = "测试大厅"
+@HALL@
+
+[[services]]
+id = "property"
+name = "不动产登记"
+prefix = "A"
+code = "640100-001-01"
+
+[[windows]]
+id = "1"
+name = "1号窗口"
+services = ["property"]
+@WINDOW@"""
+
+
+def hall_toml(extra: str = "", *, hall: str = "", window: str = "") -> str:
+    """The minimal hall with `hall` lines added to [hall], `window` lines to its
+    window, and `extra` tables appended."""
+    return (MINIMAL_HALL.replace("@HALL@", textwrap.dedent(hall))
+            .replace("@WINDOW@", textwrap.dedent(window)) + "\n" + textwrap.dedent(extra))
+
+
+def demo_frame(device_id: str, *, ack: bool = False) -> str:
+    """The vendor frame the demo hall's text boards speak, as [devices.ID.frame]
+    tables: AA 55 | address | 31 | line | effect | length | GB18030 text | sum8 | 0D 0A."""
+    return f"""\
+[devices.{device_id}.frame]
+layout = ["header", "address", "command", "line", "effect", "length", "text", "checksum", "trailer"]
+header = "AA 55"
+address_bytes = 1
+command = "31"
+line_base = 1
+length_bytes = 1
+encoding = "gb18030"
+checksum = "sum8"
+checksum_span = ["address", "text"]
+trailer = "0D 0A"
+{'ack = "06"' if ack else ""}
+[devices.{device_id}.frame.effects]
+steady = "00"
+flash = "01"
+scroll = "02"
+"""
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from kioskd.config import Config, loads_config
-from conftest import serving
+from conftest import demo_frame, serving
 
 API = "/api/v1"
 WAIT = 10.0              # how long a test waits for a board before it fails
@@ -86,21 +86,7 @@ retries = 1
 poll_interval = 0.2
 timeout = 1
 
-[devices.hall_board.frame]
-layout = ["header", "address", "command", "line", "effect", "length", "text", "checksum", "trailer"]
-header = "AA 55"
-command = "31"
-length_bytes = 1
-encoding = "gb18030"
-checksum = "sum8"
-checksum_span = ["address", "text"]
-trailer = "0D 0A"
-ack = "06"
-
-[devices.hall_board.frame.effects]
-steady = "00"
-flash = "01"
-"""
+""" + demo_frame("hall_board", ack=True)
 
 
 def hall_config(tmp_path: Path, *, flash_s: float = 0.3, reply_timeout: float = 0.15,

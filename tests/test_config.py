@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import hall_toml
 from kioskd.config import (
     KNOWN_DRIVERS,
     Config,
@@ -21,30 +21,6 @@ from kioskd.config import (
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "devices.toml"
-
-# The smallest valid hall: one service, one window. Tests add to it.
-HALL = """\
-[hall]
-name = "测试大厅"
-@HALL@
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[windows]]
-id = "1"
-name = "1号窗口"
-services = ["property"]
-"""
-
-
-def hall_toml(extra: str = "", *, hall: str = "") -> str:
-    """The minimal hall with `hall` lines added to [hall] and `extra` tables appended."""
-    return HALL.replace("@HALL@", textwrap.dedent(hall)) + "\n" + textwrap.dedent(extra)
-
 
 def write(tmp_path: Path, text: str, name: str = "devices.toml") -> Path:
     path = tmp_path / name

@@ -16,42 +16,11 @@ from drivers.base import DeviceBusy, DeviceTimeout, DeviceUnavailable, Health, S
 from drivers.board import Line
 from drivers.framed_text.driver import TextBoard
 from drivers.framed_text.emulator import EmulatedTextBoard
+from conftest import demo_frame, hall_toml
 from kioskd.config import ConfigError, loads_config
 
-HALL = """\
-[hall]
-name = "测试大厅"
 
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[windows]]
-id = "1"
-name = "1号窗口"
-services = ["property"]
-"""
-
-# The vendor frame the demo hall's board speaks (see the report in the commit).
-FRAME = """\
-[devices.board.frame]
-layout = ["header", "address", "command", "line", "effect", "length", "text", "checksum", "trailer"]
-header = "AA 55"
-address_bytes = 1
-command = "31"
-line_base = 1
-length_bytes = 1
-encoding = "gb18030"
-checksum = "sum8"
-checksum_span = ["address", "text"]
-trailer = "0D 0A"
-[devices.board.frame.effects]
-steady = "00"
-flash = "01"
-scroll = "02"
-"""
+FRAME = demo_frame("board")
 
 CALL = "请A012号到5号窗口"
 
@@ -59,7 +28,7 @@ CALL = "请A012号到5号窗口"
 def board_settings(tmp_path: Path, *, address: int = 1, lines: int = 2, frame: str = FRAME,
                    options: str = "") -> framed_text.Settings:
     """A hall board on `tmp_path/tty-hall`, read from devices.toml text."""
-    text = HALL + textwrap.dedent(f"""
+    text = hall_toml() + textwrap.dedent(f"""
         [devices.board]
         driver = "framed_text"
         port = "tty-hall"
@@ -386,7 +355,7 @@ def test_a_board_that_is_not_emulated_has_no_emulator(tmp_path):
     ("retries = -1\n", FRAME, "[devices.board] retries: -1 is out of range"),
 ])
 def test_board_options_that_cannot_work_are_named(tmp_path, options, frame, problem):
-    text = HALL + textwrap.dedent("""
+    text = hall_toml() + textwrap.dedent("""
         [devices.board]
         driver = "framed_text"
         shows = "hall"

@@ -18,49 +18,15 @@ from drivers.frames import (
     sum8,
     xor8,
 )
+from conftest import demo_frame, hall_toml
 from kioskd.config import ConfigError, loads_config
 
-HALL = """\
-[hall]
-name = "测试大厅"
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[windows]]
-id = "1"
-name = "1号窗口"
-services = ["property"]
-board = "board"
-
-[devices.board]
-driver = "framed_text"
-port = "tty-board"
-"""
+# the minimal hall, its window under a text board whose options each test completes
+HALL = hall_toml('[devices.board]\ndriver = "framed_text"\nport = "tty-board"\n',
+                 window='board = "board"')
 
 # A sum8 vendor with a 1-byte address, a length field, line, effect and trailer.
-SUM8_VENDOR = """\
-lines = 2
-[devices.board.frame]
-layout = ["header", "address", "command", "line", "effect", "length", "text", "checksum", "trailer"]
-header = "AA 55"
-address_bytes = 1
-command = "31"
-line_base = 1
-length_bytes = 1
-encoding = "gb18030"
-checksum = "sum8"
-checksum_span = ["address", "text"]
-trailer = "0D 0A"
-ack = "06"
-[devices.board.frame.effects]
-steady = "00"
-flash = "01"
-scroll = "02"
-"""
+SUM8_VENDOR = "lines = 2\n" + demo_frame("board", ack=True)
 
 # A CRC-16 vendor: 2-byte address, no length field, the trailer ends the text.
 CRC_VENDOR = """\

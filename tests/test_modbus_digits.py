@@ -18,6 +18,7 @@ from drivers.modbus_digits import Settings
 from drivers.modbus_digits.driver import DigitDisplay
 from drivers.modbus_digits.emulator import BusEmulator, bus_for
 from drivers.serialbus import SerialLine
+from conftest import hall_toml
 from kioskd.config import ConfigError, loads_config
 
 REPLY_TIMEOUT = 0.15
@@ -55,7 +56,7 @@ def number(text: str, flash: bool = False) -> tuple[Line]:
 # -- showing ------------------------------------------------------------------------
 
 def test_a_number_on_the_board_over_window_5(tmp_path):
-    config = loads_config(hall_toml("""
+    config = loads_config(board_5_hall("""
         [devices.board_5]
         driver = "modbus_digits"
         port = "var/tty-bus1"
@@ -296,37 +297,20 @@ def test_a_port_that_cannot_be_opened(tmp_path, bus):
 
 # -- configuration ----------------------------------------------------------------------
 
-HALL = """\
-[hall]
-name = "测试大厅"
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[windows]]
-id = "5"
-name = "5号窗口"
-services = ["property"]
-board = "board_5"
-"""
-
-
-def hall_toml(devices: str) -> str:
-    return HALL + "\n" + textwrap.dedent(devices)
+def board_5_hall(devices: str) -> str:
+    """The minimal hall, its window under board_5, with `devices` appended."""
+    return hall_toml(devices, window='board = "board_5"')
 
 
 def problems(tmp_path: Path, options: str) -> list[str]:
-    text = hall_toml('[devices.board_5]\ndriver = "modbus_digits"\n' + textwrap.dedent(options))
+    text = board_5_hall('[devices.board_5]\ndriver = "modbus_digits"\n' + textwrap.dedent(options))
     with pytest.raises(ConfigError) as caught:
         loads_config(text, base_dir=tmp_path)
     return caught.value.problems
 
 
 def test_the_settings_of_a_digit_display(tmp_path):
-    config = loads_config(hall_toml("""
+    config = loads_config(board_5_hall("""
         [devices.board_5]
         driver = "modbus_digits"
         port = "/dev/ttyUSB1"
@@ -348,7 +332,7 @@ def test_the_settings_of_a_digit_display(tmp_path):
         == (5, 40, 6, "left", "fc06", 60, 0.2, 1, False)
     assert settings.display.can_flash and settings.display.columns == 6
     assert settings.display.idle == "HELLO" and settings.display.shows == "window"
-    defaults = loads_config(hall_toml('[devices.board_5]\ndriver = "modbus_digits"\n'
+    defaults = loads_config(board_5_hall('[devices.board_5]\ndriver = "modbus_digits"\n'
                                       'port = "rfc2217://10.0.0.9:4001"\n'), base_dir=tmp_path)
     settings = defaults.devices["board_5"].settings
     assert (settings.line.port, settings.unit, settings.register, settings.width, settings.align,
@@ -412,7 +396,7 @@ def test_an_emulated_board_needs_a_port_path_to_link(tmp_path, port):
 
 
 def test_two_emulated_boards_on_one_port_share_one_bus(tmp_path):
-    config = loads_config(hall_toml("""
+    config = loads_config(board_5_hall("""
         [devices.board_5]
         driver = "modbus_digits"
         port = "var/tty-bus1"
