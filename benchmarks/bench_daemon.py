@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -12,6 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # 127.0.0.1 only
@@ -59,6 +62,23 @@ def _task_seconds(stat_path: Path) -> float:
     fields = text[text.rindex(")") + 2:].split()   # after "pid (comm) "
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
     return (utime + stime) / CLK_TCK
+
+
+class ApiClient:
+    """One client of the daemon's API on one keep-alive HTTP connection."""
+
+    def __init__(self, port: int, timeout: float = 30.0):
+        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> Any:
+        """The JSON answer; RuntimeError for a status of 300 or more."""
+        payload = json.dumps(body).encode() if body is not None else None
+        self.http.request(method, path, payload, {"Content-Type": "application/json"})
+        response = self.http.getresponse()
+        data = json.loads(response.read() or b"null")
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path}: {response.status} {data}")
+        return data
 
 
 class Daemon:

@@ -23,8 +23,6 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import sys
 import tempfile
 import threading
@@ -37,7 +35,7 @@ for path in (HERE, REPO):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_daemon import Daemon, free_port  # noqa: E402
+from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
 from bench_stats import percentile  # noqa: E402
 
 from drivers.modbus_digits.emulator import BusEmulator  # noqa: E402
@@ -76,20 +74,12 @@ class Clerk(threading.Thread):
 
     def __init__(self, port: int, window: int, start: threading.Barrier):
         super().__init__(daemon=True)
-        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.api = ApiClient(port, timeout=60)
+        self.request = self.api.request
         self.window = window
         self.start_line = start
         self.number = ""
         self.answered = 0.0
-
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        payload = json.dumps(body).encode() if body is not None else None
-        self.http.request(method, path, payload, {"Content-Type": "application/json"})
-        response = self.http.getresponse()
-        data = json.loads(response.read() or b"null")
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {data}")
-        return data
 
     def run(self) -> None:
         self.request("GET", "/livez")                      # connect before the cue
@@ -199,7 +189,7 @@ def main() -> int:
                                     f"window {n}'s board")
                 single.append(on_board(clerk) - clerk.answered)
                 single_floor.append(floors([(clerk.answered, 0.0)], buses[0].line)[0])
-                clerk.http.close()
+                clerk.api.http.close()
         finally:
             code, _ = daemon.stop()
             for bus in buses:

@@ -20,8 +20,6 @@ Figures are printed, not asserted.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ for path in (HERE, REPO):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_daemon import Daemon, free_port  # noqa: E402
+from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
 from bench_hall import devices_toml  # noqa: E402
 from bench_stats import percentile  # noqa: E402
 
@@ -47,20 +45,8 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-class Kiosk:
+class Kiosk(ApiClient):
     """One kiosk on one keep-alive HTTP connection."""
-
-    def __init__(self, port: int):
-        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        payload = json.dumps(body).encode() if body is not None else None
-        self.http.request(method, path, payload, {"Content-Type": "application/json"})
-        response = self.http.getresponse()
-        data = json.loads(response.read() or b"null")
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {data}")
-        return data
 
     def issue(self, terminal: bool) -> tuple[float, float, dict]:
         """(sent at, answered at, ticket) in time.monotonic() seconds."""

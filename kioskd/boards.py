@@ -55,7 +55,7 @@ class Call:
     at: float
 
 
-@dataclass
+@dataclass(eq=False)
 class Feed:
     """One board: the screen it should show, and the task that puts it there.
     A new screen for an idle board is handed to the device's worker at once
@@ -73,14 +73,21 @@ class Feed:
     def __post_init__(self) -> None:
         self.device.status.detail["should_show"] = plain(self.wanted)
 
-    def want(self, screen: Screen) -> None:
+    def want(self, screen: Screen) -> bool:
+        """Ask for `screen`; True when that changes what the board should show."""
         if screen == self.wanted:
-            return
+            return False
         self.wanted = screen
         self.device.status.detail["should_show"] = plain(screen)
+        self.dirty.set()
+        return True
+
+    def start_writing(self) -> None:
+        """Hand the latest screen to the device's worker now, unless a write is
+        under way (the task writes it next) or the task has not started."""
         if self.running and self.writing is None:
             self.writing = self._begin()
-        self.dirty.set()
+            self.dirty.set()
 
     def reconnected(self) -> None:
         self.shown = None
@@ -137,6 +144,7 @@ class Boards:
         self._tasks: list[asyncio.Task] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._early: list[Event] | None = None    # events heard while the present loads
+        self._changed: set[Feed] = set()            # feeds whose screen the events changed
         self._window_config = {w.id: w for w in config.windows}
 
     # -- running -------------------------------------------------------------
@@ -176,16 +184,23 @@ class Boards:
         if feed is not None:
             feed.reconnected()
 
-    def _heard(self, event: Event) -> None:
-        """Each event as it is published, on the loop: the boards follow at once,
-        not a turn of the loop later behind a burst of requests."""
+    def _heard(self, events: list[Event]) -> None:
+        """A commit's events as they are published, on the loop: the boards follow
+        at once, not a turn of the loop later behind a burst of requests, and
+        each board changed by them starts its write (one, with all of the
+        commit applied: a call that finishes a ticket and calls the next is
+        one write, not a blank and then the number)."""
         if self._early is not None:
-            self._early.append(event)
+            self._early.extend(events)
             return
-        try:
-            self.apply(event)
-        except Exception:
-            log.exception("boards: could not follow event %d (%s)", event.id, event.type)
+        for event in events:
+            try:
+                self.apply(event)
+            except Exception:
+                log.exception("boards: could not follow event %d (%s)", event.id, event.type)
+        changed, self._changed = self._changed, set()
+        for feed in changed:
+            feed.start_writing()
 
     async def _load_then_feed(self) -> None:
         while True:
@@ -219,9 +234,7 @@ class Boards:
                 self.calls.append(call)
         self._render_all()
         early, self._early = self._early or [], None
-        for event in early:
-            if event.id > last_id:
-                self._heard(event)
+        self._heard([event for event in early if event.id > last_id])
 
     async def _at_midnight(self) -> None:
         """Yesterday's calls leave the hall boards at local midnight."""
@@ -285,14 +298,19 @@ class Boards:
     def _render_window(self, window_id: str) -> None:
         feed = self.window_feeds.get(window_id)
         if feed is not None:
-            feed.want(window_screen(feed.display, self._window_config[window_id],
-                                    self.windows.get(window_id, AtWindow()), self.clock()))
+            self._want(feed, window_screen(feed.display, self._window_config[window_id],
+                                           self.windows.get(window_id, AtWindow()),
+                                           self.clock()))
 
     def _render_hall(self, now: float) -> None:
         today = self.queue.day_of(now)
         calls = [call for call in self.calls if call.day == today]
         for feed in self.hall_feeds:
-            feed.want(hall_screen(feed.display, calls, now))
+            self._want(feed, hall_screen(feed.display, calls, now))
+
+    def _want(self, feed: Feed, screen: Screen) -> None:
+        if feed.want(screen):
+            self._changed.add(feed)
 
     def _later(self, key: str, delay: float, render: Callable[[], None]) -> None:
         """Render again after `delay` (a flash ends); a newer call replaces the timer."""

@@ -66,36 +66,41 @@ class EventBus:
     def __init__(self, history: int = HISTORY):
         self._history: deque[Event] = deque(maxlen=history)
         self._subscribers: set[Subscription] = set()
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: list[Callable[[list[Event]], None]] = []
         self.last_id = 0
 
     def publish(self, events: Iterable[Event]) -> None:
         """Called on the event loop, in commit order."""
+        fresh = []
         for event in events:
             if event.id <= self.last_id:
                 continue
+            fresh.append(event)
             self.last_id = event.id
             self._history.append(event)
-            for listener in self._listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("events: a listener failed on event %d (%s)", event.id,
-                                  event.type)
             for sub in list(self._subscribers):
                 if not sub._offer(event):
                     log.warning("events: a subscriber fell %d events behind; dropping it",
                                 SUBSCRIBER_BACKLOG)
                     self._subscribers.discard(sub)
                     sub._end()
+        if not fresh:
+            return
+        for listener in self._listeners:
+            try:
+                listener(fresh)
+            except Exception:
+                log.exception("events: a listener failed on events %d to %d", fresh[0].id,
+                              fresh[-1].id)
 
-    def listen(self, listener: Callable[[Event], None]) -> None:
-        """Call `listener(event)` on the loop as each event is published, before any
-        subscriber reads it: for quick, non-blocking followers (the boards) that
-        must not wait a turn of the loop behind a burst of requests."""
+    def listen(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call `listener(events)` on the loop with each commit's new events as they
+        are published, before any subscriber reads them: for quick, non-blocking
+        followers (the boards) that must not wait a turn of the loop behind a
+        burst of requests, and that act once on all of a commit's events."""
         self._listeners.append(listener)
 
-    def unlisten(self, listener: Callable[[Event], None]) -> None:
+    def unlisten(self, listener: Callable[[list[Event]], None]) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
 

@@ -215,6 +215,21 @@ async def test_a_new_call_flashes_then_stays_steady(tmp_path):
         await h.until(lambda: h.unit("board_5").flashing, "board_5 to flash again on recall")
 
 
+async def test_a_call_that_finishes_the_last_ticket_writes_the_board_once(tmp_path):
+    # call-next ends A001 and calls A002 in one commit: the board goes straight to
+    # A002, never blank in between (one frame on the bus, not two)
+    async with hall(hall_config(tmp_path)) as h:
+        await h.issue(2)
+        await h.call("4")
+        await h.shows("board_4", "A001")
+        detail = h.app.state.devices.get("board_4").status.detail
+        await h.until(lambda: detail.get("shows") == "A001", "board_4's write to end")
+        before = len(h.unit("board_4").history)
+        await h.call("4")
+        await h.shows("board_4", "A002")
+        assert [s.text.strip() for s in h.unit("board_4").history[before:]] == ["A002"]
+
+
 async def test_pause_resume_finish_and_close(tmp_path):
     async with hall(hall_config(tmp_path)) as h:
         await h.issue(1)
