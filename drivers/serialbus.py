@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -82,6 +83,15 @@ def read_line(options: Options) -> SerialLine | None:
 
 def is_url(port: str) -> bool:
     return "://" in port
+
+
+def emulation_problem(port: str) -> str | None:
+    """Why an emulated device cannot sit at `port`, or None: its emulator links a
+    pseudo-terminal at a file path, which a device node or a URL is not."""
+    if is_url(port) or (os.path.normpath(port) + "/").startswith("/dev/"):
+        return ("an emulated board's port is a file path kioskd links to its "
+                'pseudo-terminal, not a device or URL, e.g. port = "var/tty-bus1"')
+    return None
 
 
 def open_serial(port: str, *, timeout: float, **settings: Any):
@@ -178,7 +188,6 @@ class Bus(Generic[L]):
         self._lock = TurnLock()
         self._link: L | None = None
         self._last_end = 0.0               # time.monotonic() the last exchange ended
-        self.exchanges = 0
 
     def run(self, exchange: Callable[[L], T], *, timeout: float) -> T:
         """Run `exchange(link)` alone on the bus, after the inter-frame gap.
@@ -203,7 +212,6 @@ class Bus(Generic[L]):
                 raise
             finally:
                 self._last_end = time.monotonic()
-                self.exchanges += 1
         finally:
             self._lock.release()
 

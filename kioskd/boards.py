@@ -224,12 +224,11 @@ class Boards:
                 view.record.state, ticket.id if ticket else None,
                 ticket.number if ticket else "",
                 self._service_name(ticket.service) if ticket else "")
-        today = self.queue.day_of(now)
         start_of_day = self.queue.next_midnight(now) - 86_400
         most = max((feed.display.lines for feed in self.hall_feeds), default=0)
         self.calls = []
         for event in self.bus.recent(CALLS, 4 * most + 16, since_at=start_of_day):
-            call = self._call(event, today) if event.id <= last_id else None
+            call = self._call(event) if event.id <= last_id else None
             if call and all(c.ticket != call.ticket for c in self.calls):
                 self.calls.append(call)
         self._render_all()
@@ -261,7 +260,7 @@ class Boards:
                 self._later(f"window {window_id}", feed.display.flash_s,
                             lambda: self._render_window(window_id))
             touched.add(window_id)
-            call = self._call(event, self.queue.day_of(now))
+            call = self._call(event)
             if call is not None:
                 self.calls = [call] + [c for c in self.calls if c.ticket != call.ticket]
                 self._render_hall(now)
@@ -318,7 +317,7 @@ class Boards:
             self._timers[key].cancel()
         self._timers[key] = asyncio.get_running_loop().call_later(delay + 0.01, render)
 
-    def _call(self, event: Event, today: str) -> Call | None:
+    def _call(self, event: Event) -> Call | None:
         data = event.data
         window = self._window_config.get(data.get("window", ""))
         if window is None:

@@ -86,6 +86,14 @@ def _check(path: Path) -> int:
     return 0
 
 
+def _stopped_by_signals() -> threading.Event:
+    """An event that SIGINT or SIGTERM sets: a foreground emulator's way to end."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 def _emulate_printer(args: argparse.Namespace) -> int:
     from drivers.escpos.codec import ENCODINGS
     from drivers.escpos.emulator import DecodedTicket, EmulatedPrinter
@@ -105,9 +113,7 @@ def _emulate_printer(args: argparse.Namespace) -> int:
     listen = args.listen or (None if args.pty else "127.0.0.1:9100")
     printer = EmulatedPrinter(args.encoding, PROFILES[args.profile], args.jobs, listen=listen,
                               pty=args.pty, on_ticket=show)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stopped_by_signals()
     try:
         printer.start()
     except (OSError, ValueError) as exc:
@@ -124,7 +130,7 @@ def _emulate_printer(args: argparse.Namespace) -> int:
 
 def _emulate_boards(args: argparse.Namespace) -> int:
     import drivers
-    from drivers.serialbus import is_url
+    from drivers.serialbus import emulation_problem
 
     from .config import BOARD_DRIVERS
 
@@ -140,9 +146,9 @@ def _emulate_boards(args: argparse.Namespace) -> int:
     emulators = {}
     for device in (boards[name] for name in args.devices or boards):
         port = device.settings.line.port
-        if is_url(port) or port.startswith("/dev/"):
-            print(f"kioskd: {device.id}'s port is {port}; an emulated board needs a file path "
-                  f"to link its pty at (port = \"var/tty-bus1\" in a copy of the file)",
+        problem = emulation_problem(port)
+        if problem:
+            print(f"kioskd: {device.id}: port {port}: {problem} (in a copy of the file)",
                   file=sys.stderr)
             return EXIT_CONFIG
         emulator = drivers.family(device.driver).emulate(
@@ -157,9 +163,7 @@ def _emulate_boards(args: argparse.Namespace) -> int:
         emulators[device.id] = emulator
         detail = emulator.detail()
         print(f"{device.id}: {device.driver} at {port} -> {detail.get('pty')}", flush=True)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stopped_by_signals()
     shown: dict[str, object] = {}
     while not stop.wait(0.2):                # a person watches this: 5 looks a second is plenty
         for device_id, emulator in emulators.items():

@@ -348,7 +348,8 @@ def test_a_board_that_is_not_emulated_has_no_emulator(tmp_path):
 
 @pytest.mark.parametrize("options, frame, problem", [
     ('port = "/dev/ttyUSB1"\n', FRAME,
-     "[devices.board] emulate: an emulated board needs a port kioskd can put a link at"),
+     "[devices.board] emulate: an emulated board's port is a file path kioskd links to its "
+     "pseudo-terminal"),
     ("", FRAME.replace('"line", ', "").replace("line_base = 1\n", ""),
      '[devices.board] lines: is 2 but the frame has no "line" field'),
     ("address = 300\n", FRAME, "[devices.board] address: 300 is out of range; expected 0 to 255"),

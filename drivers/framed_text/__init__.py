@@ -29,7 +29,7 @@ from pathlib import Path
 from ..base import Options
 from ..board import Display, read_display
 from ..frames import FrameSpec, read_frame
-from ..serialbus import SerialLine, is_url, read_line
+from ..serialbus import SerialLine, emulation_problem, read_line
 
 DEFAULTS = {"calling": "请{number}号到{window}", "paused": "暂停服务", "idle": "{window}",
             "closed": ""}
@@ -72,10 +72,9 @@ def configure(options: Options) -> Settings | None:
     reply_timeout = options.number("reply_timeout", 0.3, above=0)
     retries = options.integer("retries", 2, low=0, high=10)
     emulate = options.boolean("emulate", False)
-    if emulate and line is not None and (is_url(line.port) or line.port.startswith("/dev/")):
-        options.problem("emulate", "an emulated board needs a port kioskd can put a link at, "
-                                   "a path outside /dev such as port = \"var/tty-hall\", not "
-                                   f"{line.port}")
+    problem = emulation_problem(line.port) if emulate and line is not None else None
+    if problem:
+        options.problem("emulate", problem)
         return None
     if line is None or frame is None:
         return None

@@ -23,14 +23,13 @@ and `{number}` only.
 
 from __future__ import annotations
 
-import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..base import Options
 from ..board import Display, read_display
-from ..serialbus import SerialLine, is_url, read_line
+from ..serialbus import SerialLine, emulation_problem, read_line
 
 ALIGNS = ("right", "left", "center")
 WRITES = ("fc16", "fc06")
@@ -107,10 +106,9 @@ def configure(options: Options) -> Settings | None:
                            max_lines=1, defaults={"columns": width})
     ok = _templates_ok(options, display) and ok
     emulate = options.boolean("emulate", False)
-    if emulate and line is not None and (is_url(line.port) or _under_dev(line.port)):
-        options.problem("emulate", "an emulated board's port is a file path kioskd links to "
-                                   "its pseudo-terminal, not a device or URL, e.g. "
-                                   'port = "var/tty-bus1"')
+    problem = emulation_problem(line.port) if emulate and line is not None else None
+    if problem:
+        options.problem("emulate", problem)
         ok = False
     if not ok or line is None:
         return None
@@ -140,10 +138,6 @@ def _templates_ok(options: Options, display: Display) -> bool:
 
 def _parse(template: str):
     return string.Formatter().parse(template)     # read_display has checked the syntax
-
-
-def _under_dev(port: str) -> bool:
-    return (os.path.normpath(port) + "/").startswith("/dev/")
 
 
 def create(device_id: str, settings: Settings, *, timeout: float, data_dir: Path):
