@@ -1,6 +1,7 @@
 """Keeps every call board showing what the hall is doing now: each window's number, the latest calls.
 
-The queue's events drive the boards: `ticket.called` puts the number on the
+The queue's events drive the boards, followed as each commit publishes them
+(`EventBus.listen`): `ticket.called` puts the number on the
 board over that window (flashing for the board's `flash_s` where it can, then
 steady) and at the top of every hall board; pause, close, finish and transfer
 change the window's board too. Each board has a `Feed`: the screen it should
@@ -9,6 +10,8 @@ slow or dead board never holds up another, a call, or the API. A feed writes
 only the latest screen (a burst of calls costs one write per board, not one
 per call), and writes again whenever its device (re)connects, so a board that
 lost power or was unplugged comes back showing the present, not the past.
+A board's write starts on its device's worker straight from the listener,
+once per commit, so a burst of calls does not queue it behind the requests.
 """
 
 from __future__ import annotations
