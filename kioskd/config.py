@@ -503,11 +503,11 @@ class _Reader:
         holders: dict[tuple[str, int], str] = {}
         for device in on_lines.values():
             settings = device.settings
-            where = (settings.line.port, settings.bus_address)
+            key = settings.BUS_ADDRESS                  # "unit", "address"
+            where = (settings.line.port, getattr(settings, key))
             if where in holders:
-                key = "unit" if device.driver == "modbus_digits" else "address"
                 self.problem(_table_label("devices", device.id), key,
-                             f"{settings.bus_address} on {settings.line.port} is also "
+                             f"{where[1]} on {settings.line.port} is also "
                              f"{holders[where]}'s; every device on a cable needs its own")
             else:
                 holders[where] = device.id

@@ -24,6 +24,7 @@ them under "replaced". Control characters become spaces.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from ..base import Options
@@ -37,6 +38,8 @@ DEFAULTS = {"calling": "请{number}号到{window}", "paused": "暂停服务", "i
 
 @dataclass(frozen=True)
 class Settings:
+    BUS_ADDRESS: ClassVar[str] = "address"     # the option naming where on its cable it listens
+
     line: SerialLine
     display: Display
     frame: FrameSpec
@@ -44,11 +47,6 @@ class Settings:
     emulate: bool = False         # run an emulated board behind `line.port` (the demo hall)
     reply_timeout: float = 0.3    # seconds to wait for an ack; used only when the frame has one
     retries: int = 2              # sends after the first when no ack came
-
-    @property
-    def bus_address(self) -> int:
-        """Where on its cable the board listens: no two boards on a port share it."""
-        return self.address
 
     @property
     def longest_show_s(self) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 from ..base import Options
@@ -39,6 +40,8 @@ TEMPLATE_KEYS = ("calling", "paused", "idle", "closed")
 
 @dataclass(frozen=True)
 class Settings:
+    BUS_ADDRESS: ClassVar[str] = "unit"     # the option naming where on its cable it listens
+
     line: SerialLine
     display: Display
     unit: int = 1
@@ -59,11 +62,6 @@ class Settings:
     @property
     def attempts(self) -> int:
         return self.retries + 1
-
-    @property
-    def bus_address(self) -> int:
-        """Where on its cable the display listens: no two displays on a port share it."""
-        return self.unit
 
     @property
     def longest_show_s(self) -> float:
