@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
@@ -131,6 +132,24 @@ async def running(config: Config, clock: Clock) -> AsyncIterator[httpx.AsyncClie
     """Only the client of `serving`."""
     async with serving(config, clock) as (_app, client):
         yield client
+
+
+async def device_view(client: httpx.AsyncClient, device_id: str) -> dict:
+    """GET /api/v1/devices/ID, which must answer 200."""
+    r = await client.get(f"/api/v1/devices/{device_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def device_in_state(client: httpx.AsyncClient, device_id: str, state: str,
+                          wait: float = 10.0) -> dict:
+    """Poll the device until it is in `state`; fails after `wait` seconds."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while (device := await device_view(client, device_id))["state"] != state:
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
+        await asyncio.sleep(0.02)
+    return device
 
 
 @pytest.fixture

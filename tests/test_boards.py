@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from kioskd.config import Config, loads_config
-from conftest import demo_frame, serving
+from conftest import demo_frame, device_in_state, device_view, serving
 
 API = "/api/v1"
 WAIT = 10.0              # how long a test waits for a board before it fails
@@ -139,17 +139,10 @@ class Hall:
                          f"{device_id} to show {text!r} (shows {self.unit(device_id).text!r})")
 
     async def device(self, device_id: str) -> dict:
-        r = await self.client.get(f"{API}/devices/{device_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
+        return await device_view(self.client, device_id)
 
     async def state(self, device_id: str, state: str) -> dict:
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while (device := await self.device(device_id))["state"] != state:
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
-            await asyncio.sleep(0.02)
-        return device
+        return await device_in_state(self.client, device_id, state, WAIT)
 
 
 @asynccontextmanager

@@ -30,7 +30,7 @@ from drivers.escpos.emulator import Decoder, EmulatedPrinter
 from drivers.escpos.profiles import PROFILES
 from drivers.escpos.connection import parse_connection
 from kioskd.config import Config, Device, loads_config
-from conftest import serving, small_hall
+from conftest import device_in_state, device_view, serving, small_hall
 
 API = "/api/v1"
 TIMEOUT = 0.5          # the printers' timeout here: a silent printer costs this much
@@ -98,18 +98,11 @@ class Hall:
         return r.json()
 
     async def device(self, device_id: str = "printer_1") -> dict:
-        r = await self.client.get(f"{API}/devices/{device_id}")
-        assert r.status_code == 200, r.text
-        return r.json()
+        return await device_view(self.client, device_id)
 
     async def until(self, state: str, device_id: str = "printer_1") -> dict:
         """Poll the device until it is in `state` (fails after WAIT seconds)."""
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while (device := await self.device(device_id))["state"] != state:
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
-            await asyncio.sleep(0.02)
-        return device
+        return await device_in_state(self.client, device_id, state, WAIT)
 
     def events(self, type: str) -> list[dict]:
         return [e.data for e in self.app.state.bus.since(0) or [] if e.type == type]
