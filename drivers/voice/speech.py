@@ -1,0 +1,53 @@
+"""What the voice caller says, as text for the engine: "请A 零一二号到5号窗口办理".
+
+A hall reads a ticket number letter by letter and digit by digit: A012 is
+"A 零一二", never "A十二". espeak-ng's Mandarin voice reads a lone Latin letter
+by its name but a run of letters as an English word, so each letter stands
+apart; a digit written as a Chinese digit is read as that digit alone.
+Window and service names pass through as written ("5号窗口" is read 五号).
+"""
+
+from __future__ import annotations
+
+from ..templates import template_problem
+
+DIGITS = "零一二三四五六七八九"
+FIELDS = ("number", "window", "service", "target")
+
+
+def spoken_number(number: str) -> str:
+    """A ticket number as a hall reads it: "A012" -> "A 零一二", "AB012" -> "A B 零一二"."""
+    spoken = ""
+    for char in number:
+        word = DIGITS[int(char)] if char.isascii() and char.isdigit() else char
+        if spoken and _stand_apart(spoken[-1], word):
+            spoken += " "
+        spoken += word
+    return spoken
+
+
+def announcement(template: str, *, number: str, window: str = "", service: str = "",
+                 target: str = "") -> str:
+    """`template` filled in, the number as spoken; ValueError when it is not a
+    template over {number}, {window}, {service} and {target}."""
+    problem = check_template(template)
+    if problem:
+        raise ValueError(f"voice template {template!r}: {problem}")
+    return template.format(number=spoken_number(number), window=window, service=service,
+                           target=target)
+
+
+def check_template(template: str) -> str | None:
+    """What is wrong with `template` (an unknown field, a stray brace); None when nothing."""
+    return template_problem(template, FIELDS, "a voice template")
+
+
+def _stand_apart(before: str, after: str) -> bool:
+    """A letter stands apart from a letter or a digit beside it."""
+    pair = (before, after)
+    return any(_is_letter(char) for char in pair) and \
+        all(_is_letter(char) or char in DIGITS for char in pair)
+
+
+def _is_letter(char: str) -> bool:
+    return char.isascii() and char.isalpha()
