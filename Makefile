@@ -18,6 +18,7 @@ bench:
 	.venv/bin/python benchmarks/history.py
 	.venv/bin/python benchmarks/printing.py
 	.venv/bin/python benchmarks/boards.py
+	.venv/bin/python benchmarks/voice.py
 
 check:
 	@scripts/bootstrap.sh run

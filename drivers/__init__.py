@@ -10,16 +10,17 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# driver name -> the package that implements it; names the config knows but that
-# are missing here are accepted in devices.toml and shown `disabled` until built.
+# driver name -> the package that implements it (a `terminal` is no driver: it
+# names the printer a touch terminal prints on)
 FAMILIES = {
     "escpos": "drivers.escpos",
     "framed_text": "drivers.framed_text",
     "modbus_digits": "drivers.modbus_digits",
+    "voice": "drivers.voice",
 }
 
 
 def family(driver: str) -> ModuleType | None:
-    """The package implementing `driver`, or None when this version has none."""
+    """The package implementing `driver`, or None for a name that has none."""
     module = FAMILIES.get(driver)
     return importlib.import_module(module) if module else None

@@ -20,12 +20,12 @@ Templates take `{number}` (A012), `{window}` (5号窗口) and `{service}` (不�
 
 from __future__ import annotations
 
-import string
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .base import Options
+from .templates import template_problem
 
 SHOWS = ("window", "hall")
 FIELDS = ("number", "window", "service")
@@ -116,17 +116,10 @@ def read_display(options: Options, *, can_flash: bool, defaults: dict[str, Any] 
 
 
 def _template_ok(options: Options, key: str, text: str) -> bool:
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as exc:
-        options.problem(key, f"is not a valid template ({exc}); write {{{{ for a literal {{")
-        return False
-    unknown = [name for name in fields if name not in FIELDS]
-    if unknown:
-        options.problem(key, f"unknown field {{{unknown[0]}}}; a board template takes "
-                             + ", ".join("{%s}" % f for f in FIELDS))
-        return False
-    return True
+    problem = template_problem(text, FIELDS, "a board template")
+    if problem:
+        options.problem(key, problem)
+    return problem is None
 
 
 class Board(Protocol):

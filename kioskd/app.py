@@ -29,6 +29,7 @@ from .events import EventBus
 from .printing import Printing
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
 from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable
+from .voice import Voices
 
 log = logging.getLogger("kioskd")
 
@@ -50,6 +51,7 @@ def create_app(config: Config, store: Store | None = None,
     queue = Queue(config, store, clock)
     devices = Supervisor(config, store, clock)
     boards = Boards(config, queue, bus, devices, clock)
+    voices = Voices(config, queue, bus, devices, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -59,6 +61,7 @@ def create_app(config: Config, store: Store | None = None,
         await queue.setup()
         await devices.start()
         await boards.start()
+        await voices.start()
         midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
         log.info("hall %s: %d services, %d windows, store %s", config.hall.name,
                  len(config.services), len(config.windows), getattr(store, "path", store))
@@ -66,6 +69,7 @@ def create_app(config: Config, store: Store | None = None,
             yield
         finally:
             midnight.cancel()
+            await voices.stop()
             await boards.stop()
             await devices.stop()
             bus.close()
@@ -95,6 +99,7 @@ def create_app(config: Config, store: Store | None = None,
     app.state.queue = queue
     app.state.devices = devices
     app.state.boards = boards
+    app.state.voices = voices
     app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
 

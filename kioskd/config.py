@@ -53,6 +53,7 @@ class Window:
     services: tuple[str, ...]       # order = this window's preference
     board: str | None = None
     temporary: bool = False
+    voice: str | None = None        # the voice device (zone) that calls it; None: every one
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Config:
 KNOWN_DRIVERS = frozenset({"escpos", "modbus_digits", "framed_text", "voice", "terminal"})
 BOARD_DRIVERS = frozenset({"modbus_digits", "framed_text"})   # what a window's `board` may name
 PRINTER_DRIVERS = frozenset({"escpos"})                        # what a terminal's printer may name
+VOICE_DRIVERS = frozenset({"voice"})                           # what a window's `voice` may name
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
@@ -134,7 +136,7 @@ _SERVER_KEYS = ("host", "port", "public_url")
 _AUTH_ROLES = ("kiosk", "technician", "supervisor")
 _SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min")
 _GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes")
-_WINDOW_KEYS = ("id", "name", "services", "board", "temporary")
+_WINDOW_KEYS = ("id", "name", "services", "board", "temporary", "voice")
 _TERMINAL_KEYS = ("driver", "printer", "fallback_printer")
 _COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_limit")
 
@@ -476,17 +478,15 @@ class _Reader:
     def read_device(self, d: _Table, label: str, device_id: str, driver: str | None) -> Device:
         """The options every device has, then the driver family's own through
         its `configure` (Klipper's way: each option read once, up front; any key
-        nobody read is an error). A family not built yet keeps its options as
-        written, with ${VAR} expanded."""
+        nobody read is an error)."""
         as_written = {key: value for key, value in d.data.items() if key != "driver"}
         common = dict(enabled=d.boolean("enabled", Device.enabled),
                       timeout=d.number("timeout", Device.timeout, above=0),
                       poll_interval=d.number("poll_interval", Device.poll_interval, above=0),
                       retry_limit=d.integer("retry_limit", Device.retry_limit, low=0))
         family = drivers.family(driver) if driver else None
-        if family is None:
-            expanded = {key: self.expand_any(label, key, value) for key, value in as_written.items()}
-            return Device(device_id, driver or "", expanded, **common)
+        if family is None:                       # no or an unknown driver: reported already
+            return Device(device_id, driver or "", as_written, **common)
         settings = family.configure(d)
         d.finish_unread(_COMMON_DEVICE_KEYS)
         return Device(device_id, driver, as_written, settings, **common)
@@ -571,12 +571,16 @@ class _Reader:
                 elif window_id is not None:
                     board_of[board] = window_id
             temporary = t.boolean("temporary", False)
+            voice = t.string("voice")
+            if voice is not None and not self.check_device(t, "voice", voice, devices,
+                                                           VOICE_DRIVERS, "a voice caller"):
+                voice = None
             t.finish(_WINDOW_KEYS)
             if window_id is None:
                 continue
             first_at[window_id] = position
             windows[window_id] = Window(id=window_id, name=name or "", services=served or (),
-                                        board=board, temporary=temporary)
+                                        board=board, temporary=temporary, voice=voice)
         return windows
 
     # -- [auth] -------------------------------------------------------------
@@ -629,16 +633,6 @@ class _Reader:
 
         result = _ENV_REF.sub(substitute, text)
         return result if ok else None
-
-    def expand_any(self, label: str, key: str, value: Any) -> Any:
-        if isinstance(value, str):
-            expanded = self.expand(label, key, value)
-            return value if expanded is None else expanded
-        if isinstance(value, list):
-            return [self.expand_any(label, key, item) for item in value]
-        if isinstance(value, dict):
-            return {k: self.expand_any(label, f"{key}.{k}", v) for k, v in value.items()}
-        return value
 
 
 class _Table:

@@ -436,6 +436,27 @@ class Queue:
         current = tx.ticket(record.current) if record.current else None
         return WindowView(record, window, current)
 
+    async def next_calls(self) -> list[tuple[Window, Ticket]]:
+        """What each open or paused window would likely call next: the head of
+        each of its services' lines, and a ticket sent to it (the voice makes
+        these calls' words ahead)."""
+        return await self._run(self._next_calls)
+
+    def _next_calls(self, tx: Tx, now: float) -> list[tuple[Window, Ticket]]:
+        records = {r.id: r for r in tx.windows()}
+        likely = []
+        for window in self.config.windows:
+            record = records.get(window.id)
+            if record is None or record.state is WindowState.CLOSED:
+                continue
+            heads = {}
+            for service in window.services:
+                ticket = tx.first_waiting((service,), window.id)
+                if ticket is not None:
+                    heads.setdefault(ticket.id, ticket)
+            likely += [(window, ticket) for ticket in heads.values()]
+        return likely
+
     # -- the hall at a glance ------------------------------------------------------
 
     async def load(self) -> list[ServiceLoad]:

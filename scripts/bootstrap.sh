@@ -9,8 +9,10 @@ purpose=${1:-run}
 PYTHON=${PYTHON:-python3}
 
 # Debian splits venv/ensurepip out of python3; everything else kioskd needs comes
-# from PyPI. fonts-noto-cjk: the emulated printer draws its tickets in Chinese.
-apt_run=(fonts-noto-cjk)
+# from PyPI. fonts-noto-cjk: the emulated printer draws its tickets in Chinese;
+# espeak-ng: the voice's Mandarin (its library is what pyttsx3 drives, its command
+# line the other engine); alsa-utils: aplay, the default player.
+apt_run=(fonts-noto-cjk espeak-ng alsa-utils)
 apt_test=()
 case "$purpose" in
   run)  wanted=("${apt_run[@]}") ;;

@@ -622,14 +622,15 @@ def test_os_environ_is_the_default_environment(tmp_path, monkeypatch):
 
 def test_variables_expand_in_device_options_and_data_dir(tmp_path):
     config = load(tmp_path, '[devices.printer_1]\ndriver = "escpos"\nconnection = "tcp://${PRINTER_HOST}:9100"\n'
-                            'profile = "${PAPER}"\n[devices.voice]\ndriver = "voice"\nlines = ["${PAPER}"]\n',
+                            'profile = "${PAPER}"\n[devices.voice]\ndriver = "voice"\nplayer = ["${PLAYER}", "-q"]\n',
                   hall='data_dir = "${STATE}/kioskd"',
-                  env={"PRINTER_HOST": "10.0.0.7", "PAPER": "58mm", "STATE": "/srv"})
+                  env={"PRINTER_HOST": "10.0.0.7", "PAPER": "58mm", "STATE": "/srv",
+                       "PLAYER": "aplay"})
     printer = config.devices["printer_1"]
     assert printer.options == {"connection": "tcp://${PRINTER_HOST}:9100", "profile": "${PAPER}"}
     assert printer.settings.connection.host == "10.0.0.7"
     assert printer.settings.profile.chars_per_line == 32
-    assert config.devices["voice"].options == {"lines": ["58mm"]}
+    assert config.devices["voice"].settings.player == ("aplay", "-q")
     assert config.hall.data_dir == Path("/srv/kioskd")
     assert problems(tmp_path, '[devices.p]\ndriver = "escpos"\nconnection = "${PRINTER_URL}"\n') == [
         "[devices.p] connection: ${PRINTER_URL} is not set",
@@ -694,7 +695,7 @@ def test_a_device_needs_a_known_driver(tmp_path):
 def test_device_options_are_kept_as_written_until_the_drivers_check_them(tmp_path):
     config = load(tmp_path, '[devices.voice]\ndriver = "voice"\nengine = "pyttsx3"\nplayer = ["aplay", "-q"]\n')
     assert config.devices["voice"].options == {"engine": "pyttsx3", "player": ["aplay", "-q"]}
-    assert config.devices["voice"].id == "voice"
+    assert config.devices["voice"].settings.speech.engine == "pyttsx3"
 
 
 @pytest.mark.parametrize("device_id", ["kiosk 1", "打印机", "a.b"])

@@ -1,0 +1,434 @@
+"""The voice caller in a running hall: clerks call through the HTTP API; the real
+engine (pyttsx3 driving espeak-ng's Mandarin, in its own process) makes real WAVs;
+the player is the loudspeaker emulator (`drivers/voice/speaker.py`), a program the
+daemon runs like `aplay`, which reads each WAV and logs when it played it, for how
+long and how loud. The tests read that log ("A001 was said, then A002, never at
+once") and the WAVs themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drivers.voice.speaker import read_log
+from drivers.voice.speech import announcement
+from drivers.voice.wav import chime, read_wav
+from kioskd.config import Config, loads_config
+from conftest import Clock, device_in_state, device_view, serving
+
+API = "/api/v1"
+WAIT = 20.0              # how long a test waits for the voice before it fails
+
+HALL = """
+[hall]
+name = "测试政务服务中心"
+data_dir = "var"
+
+[[services]]
+id = "property"
+name = "不动产登记"
+prefix = "A"
+code = "640100-001-01"
+
+[[services]]
+id = "social"
+name = "社保业务"
+prefix = "C"
+code = "640100-003-01"
+
+[[windows]]
+id = "4"
+name = "4号窗口"
+services = ["property"]
+{window_4}
+
+[[windows]]
+id = "5"
+name = "5号窗口"
+services = ["property", "social"]
+{window_5}
+"""
+
+
+def speaker(log: Path, *flags: str, speed: float = 20) -> str:
+    """The loudspeaker emulator as a player command (TOML), `speed` times real time."""
+    command = [sys.executable, "-m", "drivers.voice.speaker", "--log", str(log),
+               "--speed", str(speed), *flags]
+    return json.dumps(command, ensure_ascii=False)
+
+
+def voice_table(device_id: str = "voice", *, player: str, **options) -> str:
+    lines = [f"[devices.{device_id}]", 'driver = "voice"', f"player = {player}",
+             "poll_interval = 0.2"]
+    lines += [f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in options.items()]
+    return "\n".join(lines) + "\n"
+
+
+def hall_config(tmp_path: Path, devices: str, *, window_4: str = "", window_5: str = "") -> Config:
+    text = HALL.format(window_4=window_4, window_5=window_5) + "\n" + textwrap.dedent(devices)
+    return loads_config(text, base_dir=tmp_path)
+
+
+class Hall:
+    """The daemon in-process, the clerks' buttons, and what the loudspeaker heard."""
+
+    def __init__(self, app, client: httpx.AsyncClient, log: Path | None):
+        self.app = app
+        self.client = client
+        self.log = log
+
+    async def issue(self, count: int = 1, *, ids: bool = False) -> list[str]:
+        """Take `count` tickets for 不动产登记; their numbers (or ids)."""
+        issued = []
+        for _ in range(count):
+            r = await self.client.post(f"{API}/tickets", json={"service": "property"})
+            assert r.status_code == 201, r.text
+            issued.append(r.json()["id" if ids else "number"])
+        return issued
+
+    async def press(self, window_id: str, action: str, **body) -> httpx.Response:
+        r = await self.client.post(f"{API}/windows/{window_id}/{action}", json=body or None)
+        assert r.status_code < 300, r.text
+        return r
+
+    async def call(self, window: str) -> str:
+        return (await self.press(window, "call-next")).json()["number"]
+
+    def driver(self, device_id: str = "voice"):
+        return self.app.state.devices.get(device_id).driver
+
+    def wav_of(self, text_template: str, number: str, window: str, device_id: str = "voice"
+               ) -> Path:
+        """The cached announcement WAV of these words (made by now: a cache lookup)."""
+        words = announcement(text_template, number=number, window=window)
+        return self.driver(device_id).prepare(words, urgent=False).result(WAIT).path
+
+    def played(self) -> list:
+        return read_log(self.log) if self.log and self.log.exists() else []
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"waited {WAIT} s for {what}"
+            await asyncio.sleep(0.02)
+
+    async def said(self, count: int) -> list:
+        """The first `count` playbacks, once all of them have ended."""
+        await self.until(lambda: len([p for p in self.played() if p.ended_at]) >= count,
+                         f"{count} announcements to be played (log: {self.played()})")
+        return self.played()[:count]
+
+    async def device(self, device_id: str = "voice") -> dict:
+        return await device_view(self.client, device_id)
+
+    async def state(self, state: str, device_id: str = "voice") -> dict:
+        return await device_in_state(self.client, device_id, state, WAIT)
+
+    async def detail_until(self, condition: Callable[[dict], bool], what: str,
+                           device_id: str = "voice") -> dict:
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not condition(detail := (await self.device(device_id))["detail"]):
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"waited {WAIT} s for {what}; detail: {detail}"
+            await asyncio.sleep(0.02)
+        return detail
+
+
+@asynccontextmanager
+async def hall(config: Config, log: Path | None = None, clock: Clock | None = None,
+               devices: tuple[str, ...] = ("voice",)) -> AsyncIterator[Hall]:
+    async with serving(config, clock or __import__("time").time) as (app, client):
+        h = Hall(app, client, log)
+        for device_id in devices:
+            await h.state("ready", device_id)
+        yield h
+
+
+def espeak_speech(text: str, path: Path, rate: int = 150) -> bytes:
+    """The engine's words made by espeak-ng's own command line: the frames to find."""
+    subprocess.run(["espeak-ng", "-v", "sit/cmn-latn-pinyin", "-s", str(rate), "-a", "100",
+                    "-w", str(path), text], check=True, timeout=30)
+    return read_wav(path).frames
+
+
+# -- what is said ---------------------------------------------------------------------
+
+async def test_a_call_is_said_after_a_chime_twice_in_mandarin_and_not_silent(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(player=speaker(log)))
+    async with hall(config, log) as h:
+        tickets = await h.issue(12, ids=True)
+        for ticket in tickets[:11]:             # A001 … A011 give up and leave
+            r = await h.client.post(f"{API}/tickets/{ticket}/cancel")
+            assert r.status_code == 200, r.text
+        assert await h.call("5") == "A012"
+        [played] = await h.said(1)
+        detail = await h.detail_until(lambda d: d["said"] == 1, "A012 said")
+        last = detail["last_announcement"]
+        assert last["text"] == "请A012号到5号窗口办理"
+        assert last["spoken"] == "请A 零一二号到5号窗口办理"     # letters as letters, digits one by one
+        assert last["wav"] == played.wav and last["played"] is True
+        assert detail["voice"] == "sit/cmn-latn-pinyin"
+
+    clip = read_wav(played.wav)
+    assert played.rms > 0.05 and clip.rms > 0.05                # not silent
+    assert 5.0 < clip.duration < 15.0, clip.duration          # chime, words, pause, words
+    bell = chime(clip.rate).frames
+    assert clip.frames.startswith(bell)                        # the chime first
+    words = espeak_speech("请A 零一二号到5号窗口办理", tmp_path / "words.wav")
+    assert clip.frames.count(words) == 2                       # the Mandarin words, twice
+    assert clip.frames.index(words) > len(bell)
+
+
+async def test_a_recall_says_it_again_and_a_transfer_has_its_own_words(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(
+        player=speaker(log), merge_s=0, recall="请{number}号尽快到{window}办理",
+        transfer="请{number}号到{target}等候"))
+    async with hall(config, log) as h:
+        await h.issue(1)
+        await h.call("4")
+        await h.press("4", "recall")
+        await h.press("4", "transfer", window="5")
+        played = await h.said(3)
+        last = (await h.detail_until(lambda d: d["said"] == 3, "three said"))["last_announcement"]
+        assert [p.wav for p in played] == [
+            str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口")),
+            str(h.wav_of("请{number}号尽快到{window}办理", "A001", "4号窗口")),
+            str(h.wav_of("请{number}号到{window}等候", "A001", "5号窗口"))]
+        assert (last["kind"], last["text"]) == ("transfer", "请A001号到5号窗口等候")
+
+
+async def test_the_technicians_test_says_the_test_words(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    async with hall(hall_config(tmp_path, voice_table(player=speaker(log))), log) as h:
+        r = await h.client.post(f"{API}/devices/voice/test")
+        assert r.status_code == 200, r.text
+        test = r.json()["detail"]["self_test"]
+        assert test["text"].startswith("语音测试") and test["played"] is True
+        assert [p.wav for p in await h.said(1)] == [test["wav"]]
+
+
+# -- order and timing ------------------------------------------------------------------
+
+async def test_two_calls_in_quick_succession_are_said_in_order_and_never_overlap(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(player=speaker(log, speed=8)))
+    async with hall(config, log) as h:
+        await h.issue(3)
+        await asyncio.gather(h.call("4"), h.call("5"))
+        await h.call("4")                         # finishes A001 (or A002), calls A003
+        played = await h.said(3)
+        calls = [(e.data["number"], e.data["window_name"])
+                 for e in h.app.state.bus.recent(("ticket.called",), 10)]
+        calls.reverse()                            # oldest first
+        assert [p.wav for p in played] == [
+            str(h.wav_of("请{number}号到{window}办理", number, window)) for number, window in calls]
+        for before, after in zip(played, played[1:]):
+            assert after.started_at >= before.ended_at, "two announcements overlapped"
+
+
+async def test_the_same_call_again_within_seconds_is_said_once(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    clock = Clock()
+    config = hall_config(tmp_path, voice_table(player=speaker(log), merge_s=5))
+    async with hall(config, log, clock) as h:
+        await h.issue(1)
+        await h.call("4")
+        await h.press("4", "recall")              # a nervous second press, at once
+        await h.detail_until(lambda d: d["merged"] == 1, "the recall to be merged")
+        clock.advance(10)
+        await h.press("4", "recall")              # ten seconds on: said again
+        played = await h.said(2)
+        assert played[0].wav == played[1].wav
+        detail = await h.detail_until(lambda d: d["said"] == 2 and d["queue"] == 0, "two said")
+        assert detail["merged"] == 1
+
+
+async def test_a_call_that_waited_too_long_is_dropped_with_an_event(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    clock = Clock()
+    config = hall_config(tmp_path, voice_table(player=speaker(log, speed=2), max_age_s=30))
+    async with hall(config, log, clock) as h:
+        await h.issue(2)
+        await h.call("4")
+        await h.until(lambda: len(h.played()) == 1, "A001 to begin")
+        await h.call("5")                          # A002 waits behind A001 …
+        clock.advance(31)                          # … longer than max_age_s
+        await h.detail_until(lambda d: d["dropped"] == 1 and d["queue"] == 0, "A002 dropped")
+        dropped = h.app.state.bus.recent(("announcement.dropped",), 5)
+        assert [(e.data["number"], e.data["window"], e.data["device"]) for e in dropped] == \
+            [("A002", "5", "voice")]
+        assert "waited too long" in dropped[0].data["reason"]
+        await h.said(1)
+        assert len(h.played()) == 1                # A002 was never said late
+
+
+# -- zones -------------------------------------------------------------------------------
+
+async def test_each_window_is_called_by_the_voice_of_its_zone(tmp_path):
+    logs = {zone: tmp_path / f"{zone}.jsonl" for zone in ("floor_1", "floor_2")}
+    config = hall_config(
+        tmp_path, voice_table("floor_1", player=speaker(logs["floor_1"])) +
+        voice_table("floor_2", player=speaker(logs["floor_2"])),
+        window_4='voice = "floor_1"', window_5='voice = "floor_2"')
+    async with hall(config, devices=("floor_1", "floor_2")) as h:
+        await h.issue(2)
+        await h.call("4")
+        await h.call("5")
+        for zone, text in (("floor_1", "请A001号到4号窗口办理"), ("floor_2", "请A002号到5号窗口办理")):
+            detail = await h.detail_until(lambda d: d["said"] >= 1, f"{zone} to speak", zone)
+            assert detail["last_announcement"]["text"] == text
+            assert detail["said"] == 1
+            assert len(read_log(logs[zone])) == 1
+
+
+# -- speed: the cache and the words made ahead --------------------------------------------
+
+async def test_the_next_call_is_synthesised_ahead_and_said_from_the_cache(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    async with hall(hall_config(tmp_path, voice_table(player=speaker(log))), log) as h:
+        await h.issue(1)
+        # window 4 and window 5 both serve property: the head of the line, A001, is
+        # made ahead for each of them
+        await h.detail_until(lambda d: d["synthesised"] == 2, "A001 to be made ahead twice")
+        await h.call("5")
+        last = (await h.detail_until(lambda d: d["said"] == 1, "A001 said"))["last_announcement"]
+        assert last["cached"] is True
+        cache = (await h.device())["detail"]["cache"]
+        assert (cache["hits"], cache["misses"]) == (1, 0)
+        assert Path(last["wav"]).parent == tmp_path / "var" / "audio"
+
+
+async def test_without_a_player_the_wavs_are_kept_and_nothing_plays(tmp_path):
+    async with hall(hall_config(tmp_path, voice_table(player="[]", ahead=False))) as h:
+        await h.issue(1)
+        await h.call("4")
+        detail = await h.detail_until(lambda d: d["said"] == 1, "A001 made")
+        last = detail["last_announcement"]
+        assert last["played"] is False and last["problem"] is None
+        assert read_wav(last["wav"]).rms > 0.05
+        assert (await h.device())["state"] == "ready"
+
+
+# -- failures ----------------------------------------------------------------------------
+
+async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(player=speaker(log), ahead=False, timeout=1))
+    async with hall(config, log) as h:
+        worker = h.driver()._synth.pid
+        os.kill(worker, signal.SIGSTOP)           # the engine hangs
+        try:
+            await h.issue(1)
+            r = await h.press("4", "call-next")
+            assert r.json()["number"] == "A001"   # the call itself never waits for the voice
+            played = await h.said(1)
+        finally:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        detail = await h.detail_until(lambda d: d["said"] == 1, "A001 said")
+        synth = detail["synthesizer"]
+        assert synth["replaced"] == 1 and synth["pid"] != worker
+        assert played[0].wav == str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口"))
+        assert (await h.device())["state"] == "ready"
+
+
+async def test_a_failing_player_degrades_the_device_and_calls_go_on(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    broken = tmp_path / "amplifier-off"
+    script = tmp_path / "player.sh"                # a player that fails while the amplifier is off
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        if [ -e {broken} ]; then echo "player: no output device" >&2; exit 1; fi
+        exec {sys.executable} -m drivers.voice.speaker --log {log} --speed 20 "$1"
+        """))
+    script.chmod(0o755)
+    broken.touch()
+    async with hall(hall_config(tmp_path, voice_table(player=json.dumps([str(script)]))), log) as h:
+        await h.issue(3)
+        await h.call("4")
+        degraded = await h.state("degraded")
+        assert degraded["last_error"] == "player " + str(script) + \
+            " failed (exit 1): player: no output device"
+        assert await h.call("5") == "A002"        # calls go on
+        await h.detail_until(lambda d: d["said"] == 2, "the second call to be tried")
+        broken.unlink()
+        await h.call("4")
+        await h.state("ready")
+        assert len(await h.said(1)) == 1
+
+
+async def test_a_hung_player_is_stopped_and_the_device_degraded(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(
+        player=speaker(log, "--hang"), template="{number}", repeat=1, chime="", timeout=1))
+    async with hall(config, log) as h:
+        await h.issue(2)
+        await h.call("4")
+        degraded = await h.state("degraded")
+        assert "did not finish within" in degraded["last_error"]
+        await h.call("5")
+        await h.detail_until(lambda d: d["said"] == 2, "the next call to be tried too")
+        pids = [p.pid for p in h.played()]
+    for pid in pids:                               # each hung player was killed
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+# -- configuration -------------------------------------------------------------------------
+
+def problems(tmp_path: Path, voice: str, window_5: str = "") -> list[str]:
+    from kioskd.config import ConfigError
+    text = HALL.format(window_4="", window_5=window_5) + "\n" + textwrap.dedent(voice)
+    with pytest.raises(ConfigError) as caught:
+        loads_config(text, base_dir=tmp_path)
+    return caught.value.problems
+
+
+def test_bad_voice_options_are_named(tmp_path):
+    assert problems(tmp_path, """
+        [devices.voice]
+        driver = "voice"
+        engine = "festival"
+        volume = 1.5
+        template = "请{number}号到{counter}办理"
+        transfer = "{target}"
+        chime = "sounds/ding.wav"
+        repeat = 0
+        rate = 20
+        colour = "red"
+    """) == [
+        "[devices.voice] engine: 'festival' is not one of pyttsx3, espeak-ng",
+        "[devices.voice] rate: 20 is out of range; expected 60 to 450",
+        "[devices.voice] volume: 1.5 is out of range; expected 0 to 1",
+        "[devices.voice] template: unknown field {counter}; this template takes {number}, "
+        "{window}, {service}",
+        "[devices.voice] repeat: 0 is out of range; expected 1 to 5",
+        f"[devices.voice] chime: no file at {tmp_path}/sounds/ding.wav; give a WAV file, "
+        "\"builtin\" or \"\" for no chime",
+        "[devices.voice]: unknown key 'colour'",
+    ]
+
+
+def test_a_windows_voice_must_be_a_voice_device(tmp_path):
+    assert problems(tmp_path, """
+        [devices.printer]
+        driver = "escpos"
+        connection = "tcp://127.0.0.1:9100"
+    """, window_5='voice = "printer"') == [
+        "[windows.5] voice: device 'printer' is an escpos device, not a voice caller"]
