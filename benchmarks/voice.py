@@ -139,7 +139,7 @@ def main() -> int:
           f"misses {warm_detail['cache']['misses']})")
     print(f"  cold cache   {ms(cold)}   (cache hits {cold_detail['cache']['hits']}, "
           f"misses {cold_detail['cache']['misses']})")
-    print(f"  aim: warm p99 under 100 ms")
+    print("  aim: warm p99 under 100 ms")
     return 0
 
 

@@ -23,13 +23,14 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import DeviceError
+from drivers.voice.driver import Closed
 from drivers.voice.speech import announcement
 
 from .config import Config
@@ -47,6 +48,7 @@ LINES_CHANGED = frozenset({"ticket.issued", "ticket.called", "ticket.transferred
 AHEAD_AFTER_S = 0.2        # changes to the lines within this time make one pass
 PLAY_MARGIN_S = 2.0        # past the player's own limit, its thread is given up on
 RECENT = 8                 # announcements begun, kept to merge a repeat of them
+AHEAD_REMEMBERED = 1000    # words asked for ahead, not asked for again
 
 
 @dataclass(eq=False)
@@ -61,6 +63,7 @@ class Announcement:
     number: str = ""
     window: str | None = None
     clip: Future | None = None                  # the driver's synthesis, once asked
+    generation: int = 0                         # ... of the engine opened that many times
     outcome: asyncio.Future | None = None       # a test waits on it
 
     def same_as(self, other: Announcement, within: float) -> bool:
@@ -82,6 +85,7 @@ class Announcer:
                                                              "dropped": 0})
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    made_ahead: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.settings = self.device.device.settings
@@ -111,9 +115,14 @@ class Announcer:
         return True
 
     def ahead(self, spoken: str) -> None:
-        """Synthesise words likely to be called soon, behind anything urgent."""
-        if self.settings.ahead and self.device.usable:
-            self.device.driver.prepare(spoken, urgent=False)
+        """Synthesise words likely to be called soon, behind anything urgent (once:
+        the head of a line stays the head through many changes to the lines)."""
+        if not self.settings.ahead or not self.device.usable or spoken in self.made_ahead:
+            return
+        self.device.driver.prepare(spoken, urgent=False)
+        self.made_ahead[spoken] = None
+        if len(self.made_ahead) > AHEAD_REMEMBERED:
+            self.made_ahead.popitem(last=False)
 
     async def test(self) -> dict[str, Any]:
         """The technician's test: the test words, queued like a call; what happened."""
@@ -127,7 +136,8 @@ class Announcer:
 
     def _prepare(self, item: Announcement) -> None:
         if item.clip is None and self.device.usable:
-            item.clip = self.device.driver.prepare(item.spoken, urgent=True)
+            driver = self.device.driver
+            item.clip, item.generation = driver.prepare(item.spoken, urgent=True), driver.generation
 
     # -- saying them -----------------------------------------------------------------
 
@@ -151,27 +161,37 @@ class Announcer:
             self._show()
 
     async def _say(self, item: Announcement) -> dict[str, Any]:
-        while not self.device.usable:
-            left = self._time_left(item)
-            if left <= 0:
-                status = self.device.status
-                return await self._drop(item, f"the voice device is {status.state.value}: "
-                                              f"{status.last_error}")
-            self.connected.clear()
-            try:
-                await asyncio.wait_for(self.connected.wait(), left)
-            except TimeoutError:
-                pass
-        self._prepare(item)
         device = self.device
-        try:
-            # two tries of the engine, each under the device's timeout, and a margin
-            clip = await asyncio.wait_for(asyncio.wrap_future(item.clip),
-                                          2 * device.device.timeout + PLAY_MARGIN_S)
-        except (DeviceError, TimeoutError) as exc:
-            error = str(exc) or "synthesis did not finish in time"
-            await device.broken(error)
-            return await self._drop(item, f"could not be synthesised: {error}")
+        while True:
+            while not device.usable:
+                left = self._time_left(item)
+                if left <= 0:
+                    return await self._drop(item, f"the voice device is {device.status.state.value}: "
+                                                  f"{device.status.last_error}")
+                self.connected.clear()
+                try:
+                    await asyncio.wait_for(self.connected.wait(), left)
+                except TimeoutError:
+                    pass
+            self._prepare(item)
+            try:
+                # two tries of the engine, each under the device's timeout, and a margin
+                clip = await asyncio.wait_for(asyncio.wrap_future(item.clip),
+                                              2 * device.device.timeout + PLAY_MARGIN_S)
+                break
+            except Closed:                     # it was closed meanwhile: ask the next engine
+                self.connected.clear()
+                if item.generation == device.driver.generation:     # not open again yet
+                    try:
+                        await asyncio.wait_for(self.connected.wait(),
+                                               max(self._time_left(item), 0))
+                    except TimeoutError:
+                        pass
+                item.clip = None
+            except (DeviceError, TimeoutError) as exc:
+                error = str(exc) or "synthesis did not finish in time"
+                await device.broken(error)
+                return await self._drop(item, f"could not be synthesised: {error}")
         if self._time_left(item) <= 0:
             return await self._drop(item, "it waited too long to begin")
         driver = device.driver
@@ -269,7 +289,8 @@ class Voices:
         announcer = self.announcers.get(device_id)
         if announcer is not None:
             announcer.connected.set()
-            self._lines_changed.set()          # make the likely calls for the new engine
+            announcer.made_ahead.clear()
+            self._lines_changed.set()          # make the likely calls with the new engine
 
     def _heard(self, events: list[Event]) -> None:
         for event in events:

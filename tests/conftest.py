@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from kioskd.app import create_app
-from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window
+from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window, loads_config
 from kioskd.queue import Queue
 from kioskd.store import SQLiteStore
 
@@ -114,6 +114,17 @@ steady = "00"
 flash = "01"
 scroll = "02"
 """
+
+
+SHIPPED_HALL = Path(__file__).resolve().parents[1] / "devices.toml"
+
+
+def demo_hall(base_dir: Path, printer_port: int = 9100) -> Config:
+    """The shipped demo hall, its paths (data, board ptys) under `base_dir`,
+    its emulated printer at `printer_port` on loopback."""
+    text = SHIPPED_HALL.read_text(encoding="utf-8")
+    return loads_config(text.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{printer_port}"),
+                        base_dir=base_dir, env={})
 
 
 @asynccontextmanager

@@ -29,8 +29,8 @@ from drivers.escpos.codec import PrinterStatus
 from drivers.escpos.emulator import Decoder, EmulatedPrinter
 from drivers.escpos.profiles import PROFILES
 from drivers.escpos.connection import parse_connection
-from kioskd.config import Config, Device, loads_config
-from conftest import device_in_state, device_view, serving, small_hall
+from kioskd.config import Config, Device
+from conftest import demo_hall, device_in_state, device_view, serving, small_hall
 
 API = "/api/v1"
 TIMEOUT = 0.5          # the printers' timeout here: a silent printer costs this much
@@ -408,12 +408,10 @@ async def test_a_printer_behind_a_device_file_prints_without_reading_back(tmp_pa
 
 
 async def test_the_demo_halls_emulated_printer_links_its_last_ticket_as_png(tmp_path):
-    shipped = (Path(__file__).resolve().parents[1] / "devices.toml").read_text(encoding="utf-8")
     free = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
     port = free.listen_tcp("127.0.0.1", 0)      # a free port for the daemon's own emulator
     free.close()
-    config = loads_config(shipped.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}"),
-                          base_dir=tmp_path, env={})
+    config = demo_hall(tmp_path, port)
     async with hall(config) as h:
         device = await h.until("ready")
         assert device["detail"]["emulator"]["last_png"] is None
@@ -492,9 +490,7 @@ async def test_a_reprint_that_fails_answers_503_and_the_ticket_says_so(tmp_path,
 
 async def test_the_demo_printer_prints_on_a_standalone_emulator_holding_its_port(tmp_path, emulator):
     port = emulator.listen_tcp("127.0.0.1", 0)             # `kioskd emulate printer` got there first
-    shipped = (Path(__file__).resolve().parents[1] / "devices.toml").read_text(encoding="utf-8")
-    config = loads_config(shipped.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}"),
-                          base_dir=tmp_path, env={})
+    config = demo_hall(tmp_path, port)
     async with hall(config) as h:
         device = await h.until("ready")
         assert "emulator" not in device["detail"]

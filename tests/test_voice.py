@@ -26,7 +26,8 @@ from drivers.voice.speaker import read_log
 from drivers.voice.speech import announcement
 from drivers.voice.wav import chime, read_wav
 from kioskd.config import Config, loads_config
-from conftest import Clock, device_in_state, device_view, serving
+from daemon import free_port
+from conftest import Clock, demo_hall, device_in_state, device_view, serving
 
 API = "/api/v1"
 WAIT = 20.0              # how long a test waits for the voice before it fails
@@ -323,6 +324,21 @@ async def test_without_a_player_the_wavs_are_kept_and_nothing_plays(tmp_path):
         assert (await h.device())["state"] == "ready"
 
 
+async def test_the_demo_halls_voice_writes_real_wavs(tmp_path):
+    async with hall(demo_hall(tmp_path, printer_port=free_port())) as h:
+        r = await h.client.post(f"{API}/tickets", json={"service": "property"})
+        assert r.status_code == 201, r.text
+        assert await h.call("3") == "A001"
+        detail = await h.detail_until(lambda d: d["said"] == 1, "A001 to be said")
+        last = detail["last_announcement"]
+        assert last["text"] == "请A001号到3号窗口办理"
+        assert last["played"] is False             # player = []: the WAVs are kept
+        wav = Path(last["wav"])
+        assert wav.parent == tmp_path / "var" / "audio"
+        clip = read_wav(wav)
+        assert clip.rms > 0.05 and clip.duration == pytest.approx(last["duration_s"], abs=0.01)
+
+
 # -- failures ----------------------------------------------------------------------------
 
 async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tmp_path):
@@ -346,6 +362,27 @@ async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tm
         assert synth["replaced"] == 1 and synth["pid"] != worker
         assert played[0].wav == str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口"))
         assert (await h.device())["state"] == "ready"
+
+
+async def test_calls_waiting_while_the_voice_reconnects_are_all_said_in_order(tmp_path):
+    log = tmp_path / "speaker.jsonl"
+    config = hall_config(tmp_path, voice_table(player=speaker(log), ahead=False, timeout=2))
+    async with hall(config, log) as h:
+        worker = h.driver()._synth.pid
+        os.kill(worker, signal.SIGSTOP)           # the engine hangs on the first call's words
+        await h.issue(2)
+        await h.call("4")
+        await h.call("5")
+        r = await h.client.post(f"{API}/devices/voice/reconnect")   # a technician steps in
+        assert r.status_code == 200, r.text
+        played = await h.said(2)
+        assert [p.wav for p in played] == [
+            str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口")),
+            str(h.wav_of("请{number}号到{window}办理", "A002", "5号窗口"))]
+        detail = await h.detail_until(lambda d: d["said"] == 2, "both said")
+        assert detail["dropped"] == 0
+        assert not Path(f"/proc/{worker}").exists() or \
+            Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z"    # the hung one is gone
 
 
 async def test_a_failing_player_degrades_the_device_and_calls_go_on(tmp_path):

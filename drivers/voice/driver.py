@@ -19,7 +19,6 @@ import itertools
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -34,7 +33,7 @@ from ..base import DeviceError, DeviceUnavailable, Health, State
 from . import BUILTIN_CHIME, TEST_WORDS, Settings
 from .cache import ClipCache
 from .speech import announcement
-from .synth import SynthesisError, make_synthesizer
+from .synth import SynthesisError, Synthesizer, kill_group, last_line, make_synthesizer
 from .wav import Pcm, WavError, chime, join, read_wav, resample, silence, write_wav
 
 log = logging.getLogger("kioskd.devices")
@@ -44,6 +43,10 @@ GAP_BETWEEN_S = 0.8           # between the repeats of the words
 CLIP_FORMAT = 1               # bump when the way clips are put together changes
 URGENT, AHEAD, STOP = 0, 1, -1
 STDERR_KEPT = 400             # characters of a failing player's complaint kept
+
+
+class Closed(DeviceUnavailable):
+    """Words asked for while the device was closed or closing: ask again once it is open."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Voice:
         self.cache = ClipCache(Path(data_dir) / "audio", settings.cache_mb * 1_000_000)
         self.player_problem: str | None = None
         self.made = 0                      # clips synthesised
+        self.generation = 0                # times opened: words asked for before were lost
         self._synth = None
         self._chime: Pcm | None = None
         self._chime_id = ""
@@ -89,16 +93,17 @@ class Voice:
         if settings.player and shutil.which(settings.player[0]) is None:
             raise DeviceUnavailable(f"player '{settings.player[0]}' not found; install it "
                                     "(aplay is in alsa-utils) or set player")
-        synth = make_synthesizer(settings.speech, timeout=self.timeout)
+        synth = make_synthesizer(settings.speech, timeout=self.timeout, device=self.id)
         try:
             synth.start()
         except SynthesisError as exc:
             synth.close()
             raise DeviceUnavailable(str(exc)) from None
         self._synth = synth
+        self.generation += 1
         self._jobs = PriorityQueue()
         self._thread = threading.Thread(target=self._synthesize_in_turn, daemon=True,
-                                        name=f"synth-{self.id}")
+                                        args=(self._jobs, synth), name=f"synth-{self.id}")
         self._thread.start()
 
     def identify(self) -> dict[str, Any]:
@@ -129,7 +134,7 @@ class Voice:
             pending, self._pending = self._pending, {}
             for future in pending.values():   # one being made fails as the engine closes
                 if not future.running() and future.set_running_or_notify_cancel():
-                    future.set_exception(DeviceUnavailable("the voice device was closed"))
+                    future.set_exception(Closed("the voice device was closed"))
 
     def self_test(self) -> dict[str, Any]:
         """Say the test words now (the daemon queues its tests like calls instead)."""
@@ -156,7 +161,7 @@ class Voice:
                         self.cache.hits += 1
                     return _done(Clip(spoken, path, _duration(path), cached=True))
                 if self._thread is None:
-                    return _failed(DeviceUnavailable("the voice device is not open"))
+                    return _failed(Closed("the voice device is not open"))
                 future = self._pending[key] = Future()
             if urgent:
                 self.cache.misses += 1
@@ -166,9 +171,11 @@ class Voice:
                 self._jobs.put((URGENT if urgent else AHEAD, next(self._order), key, spoken))
             return future
 
-    def _synthesize_in_turn(self) -> None:
+    def _synthesize_in_turn(self, jobs: PriorityQueue, synth: Synthesizer) -> None:
+        """One opening's thread: its own queue and engine, so a thread left
+        finishing a synthesis after a close never shares the next opening's."""
         while True:
-            rank, _, key, spoken = self._jobs.get()
+            rank, _, key, spoken = jobs.get()
             if rank == STOP:
                 return
             with self._lock:
@@ -176,25 +183,27 @@ class Voice:
                 if future is None or not future.set_running_or_notify_cancel():
                     continue                   # already made, or abandoned
             try:
-                clip: Clip | DeviceError = self._make(key, spoken)
+                clip: Clip | DeviceError = self._make(synth, key, spoken)
             except DeviceError as exc:
                 clip = exc
             except Exception as exc:           # a bug here must not kill the thread
                 log.exception("%s: could not make the announcement", self.id)
                 clip = DeviceUnavailable(f"driver error: {type(exc).__name__}: {exc}")
             with self._lock:
-                self._pending.pop(key, None)
+                if self._pending.get(key) is future:      # not a later opening's
+                    del self._pending[key]
             if isinstance(clip, DeviceError):
                 future.set_exception(clip)
             else:
                 future.set_result(clip)
 
-    def _make(self, key: str, spoken: str) -> Clip:
+    def _make(self, synth: Synthesizer, key: str, spoken: str) -> Clip:
         speech_path = self.cache.folder / f"{key}.speech.part"
         try:
-            speech = self._synth.synthesize(spoken, speech_path)
+            speech = synth.synthesize(spoken, speech_path)
         except SynthesisError as exc:
-            raise DeviceUnavailable(str(exc)) from None
+            closing = self._thread is None or self._synth is not synth
+            raise (Closed if closing else DeviceUnavailable)(str(exc)) from None
         finally:
             speech_path.unlink(missing_ok=True)
         parts: list[Pcm] = []
@@ -262,10 +271,11 @@ class Voice:
             try:
                 _, complaint = process.communicate(timeout=limit)
                 if process.returncode != 0:
-                    why = _last_line(complaint) or "no message"
+                    why = last_line(complaint)[:STDERR_KEPT] or "no message"
                     problem = f"player {player[0]} failed (exit {process.returncode}): {why}"
             except subprocess.TimeoutExpired:
-                _kill(process)
+                kill_group(process)
+                process.communicate()
                 problem = (f"player {player[0]} did not finish within {limit:.1f} s "
                            f"({clip.duration:.1f} s of audio); it was stopped")
         if problem and problem != self.player_problem:
@@ -297,17 +307,3 @@ def _duration(path: Path) -> float:
     """A cached clip's length from its header (kioskd wrote it: plain PCM)."""
     with wave.open(str(path), "rb") as clip:
         return clip.getnframes() / clip.getframerate()
-
-
-def _last_line(stderr: bytes) -> str:
-    lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-    return lines[-1].strip()[:STDERR_KEPT] if lines else ""
-
-
-def _kill(process: subprocess.Popen) -> None:
-    """Stop a hung player and whatever it started (its own session)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except OSError:
-        process.kill()
-    process.communicate()

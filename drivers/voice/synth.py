@@ -36,7 +36,7 @@ import drivers
 
 from .wav import EmptyWav, Pcm, WavError, read_wav
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kioskd.devices")
 
 EXIT_WAIT_S = 0.5          # for a worker that closed its pipe to finish exiting
 REAP_WAIT_S = 5.0          # for a killed process to be reaped
@@ -70,9 +70,10 @@ class Synthesizer(ABC):
 
     engine = ""
 
-    def __init__(self, settings: VoiceSettings, timeout: float):
+    def __init__(self, settings: VoiceSettings, timeout: float, device: str = "voice"):
         self.settings = settings
         self.timeout = timeout
+        self.device = device                 # the voice device it speaks for, in log lines
         self.failed_attempts = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -91,7 +92,7 @@ class Synthesizer(ABC):
             return self._attempt(text, path)
         except _AttemptFailed as exc:
             self.failed_attempts += 1
-            log.warning("%s; trying once more", exc)
+            log.warning("%s: %s; trying once more", self.device, exc)
         try:
             return self._attempt(text, path)
         except _AttemptFailed as exc:
@@ -135,14 +136,14 @@ class Synthesizer(ABC):
         """Have the engine write `text` to `path`; _AttemptFailed when it did not."""
 
 
-def make_synthesizer(settings: VoiceSettings, *, timeout: float,
+def make_synthesizer(settings: VoiceSettings, *, timeout: float, device: str = "voice",
                      espeak_command: Sequence[str] = ("espeak-ng",)) -> Synthesizer:
     """The synthesizer for `settings.engine`; `espeak_command` runs espeak-ng
     (a test puts a stand-in there)."""
     if settings.engine == "espeak-ng":
-        return EspeakNg(settings, timeout, espeak_command)
+        return EspeakNg(settings, timeout, espeak_command, device)
     if settings.engine == "pyttsx3":
-        return Pyttsx3(settings, timeout)
+        return Pyttsx3(settings, timeout, device)
     raise SynthesisError(f"unknown speech engine '{settings.engine}'")
 
 
@@ -151,8 +152,9 @@ class EspeakNg(Synthesizer):
 
     engine = "espeak-ng"
 
-    def __init__(self, settings: VoiceSettings, timeout: float, command: Sequence[str]):
-        super().__init__(settings, timeout)
+    def __init__(self, settings: VoiceSettings, timeout: float, command: Sequence[str],
+                 device: str = "voice"):
+        super().__init__(settings, timeout, device)
         self.command = tuple(command)
         self.version: str | None = None
         self._running: subprocess.Popen[bytes] | None = None
@@ -178,7 +180,7 @@ class EspeakNg(Synthesizer):
             self._closed = True
             running = self._running
         if running is not None:
-            _kill_group(running)
+            kill_group(running)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"version": self.version}
@@ -204,17 +206,17 @@ class EspeakNg(Synthesizer):
             self._running = process
             closed = self._closed
         if closed:                       # close() came before there was this to kill
-            _kill_group(process)
+            kill_group(process)
         try:
             output, errors = process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
+            kill_group(process)
             process.communicate()
             raise _AttemptFailed(f"espeak-ng took longer than {self.timeout:g} s") from None
         finally:
             with self._lock:
                 self._running = None
-        last_error = _last_line(errors)
+        last_error = last_line(errors)
         if process.returncode:
             raise _AttemptFailed(f"espeak-ng {_ended(process.returncode)}"
                                  + (f": {last_error}" if last_error else ""))
@@ -226,8 +228,8 @@ class Pyttsx3(Synthesizer):
 
     engine = "pyttsx3"
 
-    def __init__(self, settings: VoiceSettings, timeout: float):
-        super().__init__(settings, timeout)
+    def __init__(self, settings: VoiceSettings, timeout: float, device: str = "voice"):
+        super().__init__(settings, timeout, device)
         self.version: str | None = None
         self.launched = 0                    # workers started
         self._worker: _Worker | None = None
@@ -409,7 +411,8 @@ def _voice_files(listing: str) -> set[str]:
             if len(fields) > column}
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started in a session of its own, and what it started."""
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
 
@@ -423,6 +426,7 @@ def _ended(code: int) -> str:
     return f"exited with status {code}"
 
 
-def _last_line(output: bytes) -> str:
+def last_line(output: bytes) -> str:
+    """The last line a program wrote that says something (its complaint)."""
     lines = output.decode("utf-8", "replace").strip().splitlines()
     return lines[-1].strip() if lines else ""
