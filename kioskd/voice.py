@@ -132,7 +132,11 @@ class Announcer:
         item = Announcement("test", words, words, self.clock(),
                             outcome=asyncio.get_running_loop().create_future())
         self.add(item)
-        return await item.outcome
+        outcome = await item.outcome
+        if "dropped" in outcome:
+            raise DeviceNotReady(self.device.view(), f"the test words were not said: "
+                                                     f"{outcome['dropped']}")
+        return outcome
 
     def _prepare(self, item: Announcement) -> None:
         if item.clip is None and self.device.usable:
