@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import drivers
 from drivers.base import Alert, DeviceError, DeviceFault, Driver, Health, State
 
+from .aio import within
 from .config import Config, Device
 from .store import Store
 
@@ -176,7 +177,7 @@ class Supervised:
             elif self.attempts:
                 backoff = min(BACKOFF_FIRST_S * 2 ** (self.attempts - 1), BACKOFF_MAX_S)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), backoff)
+                    await within(self.wake.wait(), backoff)
                 except TimeoutError:
                     pass
             self.wake.clear()
@@ -197,7 +198,7 @@ class Supervised:
         self.supervisor.connected(self.device.id)
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), self.device.poll_interval)
+                await within(self.wake.wait(), self.device.poll_interval)
                 return                       # reconnect asked for, or a command broke the link
             except TimeoutError:
                 pass
@@ -210,7 +211,7 @@ class Supervised:
     async def step(self, fn: Callable[[], T]) -> T:
         """Run a blocking driver call on this device's worker thread, under a timeout.
         A call still queued when the time is up never runs."""
-        return await asyncio.wait_for(asyncio.wrap_future(self._worker.submit(fn)), self.step_limit)
+        return await within(asyncio.wrap_future(self._worker.submit(fn)), self.step_limit)
 
     async def close_driver(self) -> None:
         if self.driver is None:
@@ -311,7 +312,7 @@ class Supervised:
     async def _outcome(self, future: Future[T]) -> T:
         fault = False                            # the device answered: no reconnect needed
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.step_limit)
+            return await within(asyncio.wrap_future(future), self.step_limit)
         except TimeoutError:
             error = f"no answer within {self.step_limit:g} s"
             self._abandon_worker()
@@ -345,7 +346,7 @@ class Supervised:
         self.reconnect_asked = True
         self.wake.set()
         # open, identify and poll each take at most a step's time
-        await asyncio.wait_for(self.attempted.wait(), 3 * self.step_limit + 1)
+        await within(self.attempted.wait(), 3 * self.step_limit + 1)
 
     def view(self) -> DeviceStatus:
         status = self.status

@@ -31,6 +31,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from .aio import within
 from .records import Event, PrintStatus, Status, Ticket, WindowRecord, WindowState
 
 log = logging.getLogger("kioskd.store")
@@ -417,7 +418,7 @@ class SQLiteStore:
         the connection is not touched again until the disk has answered."""
         commit = asyncio.ensure_future(asyncio.to_thread(_commit_and_begin, conn))
         try:
-            await asyncio.wait_for(asyncio.shield(commit), COMMIT_TIMEOUT)
+            await within(asyncio.shield(commit), COMMIT_TIMEOUT)
             return True
         except TimeoutError:
             log.error("store: the disk has not answered a commit for %.0f s", COMMIT_TIMEOUT)

@@ -33,6 +33,7 @@ from drivers.base import DeviceError
 from drivers.voice.driver import Closed
 from drivers.voice.speech import announcement
 
+from .aio import within
 from .config import Config
 from .devices import DeviceNotReady, Supervised, Supervisor, Worker
 from .events import EventBus
@@ -174,20 +175,20 @@ class Announcer:
                                                   f"{device.status.last_error}")
                 self.connected.clear()
                 try:
-                    await asyncio.wait_for(self.connected.wait(), left)
+                    await within(self.connected.wait(), left)
                 except TimeoutError:
                     pass
             self._prepare(item)
             try:
                 # two tries of the engine, each under the device's timeout, and a margin
-                clip = await asyncio.wait_for(asyncio.wrap_future(item.clip),
+                clip = await within(asyncio.wrap_future(item.clip),
                                               2 * device.device.timeout + PLAY_MARGIN_S)
                 break
             except Closed:                     # it was closed meanwhile: ask the next engine
                 self.connected.clear()
                 if item.generation == device.driver.generation:     # not open again yet
                     try:
-                        await asyncio.wait_for(self.connected.wait(),
+                        await within(self.connected.wait(),
                                                max(self._time_left(item), 0))
                     except TimeoutError:
                         pass
@@ -201,7 +202,7 @@ class Announcer:
         driver = device.driver
         limit = clip.duration + device.device.timeout + PLAY_MARGIN_S
         try:
-            outcome = await asyncio.wait_for(
+            outcome = await within(
                 asyncio.wrap_future(self.speaker.submit(lambda: driver.play(clip))), limit)
         except TimeoutError:                  # play() stops its player itself; this is a bug
             self.speaker.stop()
