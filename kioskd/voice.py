@@ -129,8 +129,8 @@ class Announcer:
         """The technician's test: the test words, queued like a call; what happened."""
         if not self.device.usable:
             raise DeviceNotReady(self.device.view())
-        words = self.device.driver.test_words()
-        item = Announcement("test", words, words, self.clock(),
+        text, spoken = self.device.driver.test_words()
+        item = Announcement("test", text, spoken, self.clock(),
                             outcome=asyncio.get_running_loop().create_future())
         self.add(item)
         outcome = await item.outcome

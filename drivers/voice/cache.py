@@ -31,7 +31,7 @@ class ClipCache:
         self.hits = 0                 # announcements whose WAV was ready when called
         self.misses = 0               # ... that had to wait for synthesis
         self._lock = threading.Lock()
-        self._bytes: int | None = None   # the folder's size, counted on first use
+        self._bytes: int | None = None   # the folder's size, once measured
 
     @staticmethod
     def key(recipe: dict[str, Any]) -> str:
@@ -50,13 +50,15 @@ class ClipCache:
             return None
         return path
 
+    def measure(self) -> None:
+        """Count what the folder holds (at start: clips kept from before)."""
+        with self._lock:
+            self._bytes = sum(size for _, size, _ in self._files())
+
     def added(self, path: Path) -> None:
         """Count a file just written into the folder; make room if it is over the limit."""
         with self._lock:
-            if self._bytes is None:
-                self._bytes = sum(size for _, size, _ in self._files())
-            else:
-                self._bytes += path.stat().st_size
+            self._bytes = (self._bytes or 0) + path.stat().st_size
             if self._bytes > self.limit:
                 self._prune(keep=path)
 

@@ -86,6 +86,7 @@ class Voice:
         settings = self.settings
         try:
             self.cache.folder.mkdir(parents=True, exist_ok=True)
+            self.cache.measure()
         except OSError as exc:
             raise DeviceUnavailable(f"cannot write the audio cache at {self.cache.folder}: "
                                     f"{exc.strerror}") from None
@@ -138,14 +139,16 @@ class Voice:
 
     def self_test(self) -> dict[str, Any]:
         """Say the test words now (the daemon queues its tests like calls instead)."""
-        clip = self.prepare(self.test_words(), urgent=True).result(4 * self.timeout + 5)
+        clip = self.prepare(self.test_words()[1], urgent=True).result(4 * self.timeout + 5)
         return self.said(clip, self.play(clip))
 
     # -- words to a clip --------------------------------------------------------
 
-    def test_words(self) -> str:
-        return TEST_WORDS + announcement(self.settings.template, number="A001", window="1号窗口",
-                                         service="", target="")
+    def test_words(self) -> tuple[str, str]:
+        """What a technician's test says, as written and as spoken."""
+        words = dict(number="A001", window="1号窗口", service="不动产登记", target="")
+        return (TEST_WORDS + self.settings.template.format(**words),
+                TEST_WORDS + announcement(self.settings.template, **words))
 
     def prepare(self, spoken: str, *, urgent: bool) -> Future[Clip]:
         """The announcement of `spoken` (words ready for the engine), from the
