@@ -370,7 +370,7 @@ async def test_the_demo_halls_voice_writes_real_wavs(tmp_path):
 
 async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tmp_path):
     log = tmp_path / "speaker.jsonl"
-    config = hall_config(tmp_path, voice_table(player=speaker(log), ahead=False, timeout=1))
+    config = hall_config(tmp_path, voice_table(player=speaker(log), ahead=False, timeout=2))
     async with hall(config, log) as h:
         worker = h.driver()._synth.pid
         os.kill(worker, signal.SIGSTOP)           # the engine hangs
@@ -440,7 +440,7 @@ async def test_a_failing_player_degrades_the_device_and_calls_go_on(tmp_path):
 async def test_a_hung_player_is_stopped_and_the_device_degraded(tmp_path):
     log = tmp_path / "speaker.jsonl"
     config = hall_config(tmp_path, voice_table(
-        player=speaker(log, "--hang"), template="{number}", repeat=1, chime="", timeout=1))
+        player=speaker(log, "--hang"), template="{number}", repeat=1, chime="", timeout=2))
     async with hall(config, log) as h:
         await h.issue(2)
         await h.call("4")
