@@ -26,7 +26,7 @@ from drivers.board import Display, Line, Screen, blank, fill, plain
 
 from .config import Config, Window
 from .devices import DeviceNotReady, Supervised, Supervisor
-from .events import EventBus
+from .events import EventBus, Follower
 from .queue import Queue
 from .records import AT_WINDOW, Event, WindowState
 
@@ -129,22 +129,17 @@ class Feed:
                 self.dirty.set()
 
 
-class Boards:
+class Boards(Follower):
     """Every board of the hall, fed from the event bus."""
 
     def __init__(self, config: Config, queue: Queue, bus: EventBus, devices: Supervisor,
                  clock: Callable[[], float] = time.time):
-        self.config = config
-        self.queue = queue
-        self.bus = bus
-        self.devices = devices
-        self.clock = clock
+        super().__init__(config, queue, bus, devices, clock)
         self.windows: dict[str, AtWindow] = {}
         self.calls: list[Call] = []                  # newest first, one per ticket
         self.window_feeds: dict[str, Feed] = {}      # window id -> the board over it
         self.hall_feeds: list[Feed] = []
         self.feeds: dict[str, Feed] = {}             # device id -> feed
-        self._tasks: list[asyncio.Task] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._early: list[Event] | None = None    # events heard while the present loads
         self._changed: set[Feed] = set()            # feeds whose screen the events changed
@@ -165,22 +160,15 @@ class Boards:
                 self.window_feeds[window.id] = self.feeds[window.board]
         if not self.feeds:
             return
-        self.devices.on_connected.append(self._connected)
         self._early = []
-        self.bus.listen(self._heard)
-        self._tasks.append(asyncio.create_task(self._load_then_feed(), name="boards"))
-        self._tasks.append(asyncio.create_task(self._at_midnight(), name="boards midnight"))
+        self.follow()
+        self.spawn(self._load_then_feed(), "boards")
+        self.spawn(self._at_midnight(), "boards midnight")
 
     async def stop(self) -> None:
-        self.bus.unlisten(self._heard)
-        if self._connected in self.devices.on_connected:
-            self.devices.on_connected.remove(self._connected)
         for timer in self._timers.values():
             timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await super().stop()
 
     def _connected(self, device_id: str) -> None:
         feed = self.feeds.get(device_id)
@@ -214,7 +202,7 @@ class Boards:
                 log.exception("boards: could not read the hall's state; trying again")
                 await asyncio.sleep(1)
         for device_id, feed in self.feeds.items():   # after the load: no blank flicker
-            self._tasks.append(asyncio.create_task(feed.run(), name=f"board {device_id}"))
+            self.spawn(feed.run(), f"board {device_id}")
 
     async def _load(self) -> None:
         """The present: each window's state and ticket, and today's latest calls;

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from .records import Event
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .devices import Supervisor
+    from .queue import Queue
 
 log = logging.getLogger("kioskd.events")
 
@@ -148,3 +155,42 @@ class EventBus:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+
+class Follower:
+    """A part of the daemon that drives devices from the hall's events (the
+    boards, the voice): it hears each commit's events (`_heard`) and each
+    device's (re)connection (`_connected`), and runs tasks of its own.
+    `follow` starts the hearing; `stop` undoes all of it."""
+
+    def __init__(self, config: Config, queue: Queue, bus: EventBus, devices: Supervisor,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.queue = queue
+        self.bus = bus
+        self.devices = devices
+        self.clock = clock
+        self._tasks: list[asyncio.Task] = []
+
+    def follow(self) -> None:
+        self.devices.on_connected.append(self._connected)
+        self.bus.listen(self._heard)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `coroutine` as a task of this follower's, cancelled by `stop`."""
+        self._tasks.append(asyncio.create_task(coroutine, name=name))
+
+    async def stop(self) -> None:
+        self.bus.unlisten(self._heard)
+        if self._connected in self.devices.on_connected:
+            self.devices.on_connected.remove(self._connected)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _heard(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def _connected(self, device_id: str) -> None:
+        raise NotImplementedError

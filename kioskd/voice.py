@@ -26,17 +26,18 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import DeviceError
-from drivers.voice.driver import Closed
+from drivers.voice.driver import Clip, Closed
 from drivers.voice.speech import announcement
 
 from .aio import within
 from .config import Config
 from .devices import DeviceNotReady, Supervised, Supervisor, Worker
-from .events import EventBus
+from .events import EventBus, Follower
 from .queue import Queue
 from .records import Event
 
@@ -166,39 +167,12 @@ class Announcer:
             self._show()
 
     async def _say(self, item: Announcement) -> dict[str, Any]:
-        device = self.device
-        while True:
-            while not device.usable:
-                left = self._time_left(item)
-                if left <= 0:
-                    return await self._drop(item, f"the voice device is {device.status.state.value}: "
-                                                  f"{device.status.last_error}")
-                self.connected.clear()
-                try:
-                    await within(self.connected.wait(), left)
-                except TimeoutError:
-                    pass
-            self._prepare(item)
-            try:
-                # two tries of the engine, each under the device's timeout, and a margin
-                clip = await within(asyncio.wrap_future(item.clip),
-                                              2 * device.device.timeout + PLAY_MARGIN_S)
-                break
-            except Closed:                     # it was closed meanwhile: ask the next engine
-                self.connected.clear()
-                if item.generation == device.driver.generation:     # not open again yet
-                    try:
-                        await within(self.connected.wait(),
-                                               max(self._time_left(item), 0))
-                    except TimeoutError:
-                        pass
-                item.clip = None
-            except (DeviceError, TimeoutError) as exc:
-                error = str(exc) or "synthesis did not finish in time"
-                await device.broken(error)
-                return await self._drop(item, f"could not be synthesised: {error}")
+        clip = await self._clip(item)
+        if isinstance(clip, str):
+            return await self._drop(item, clip)
         if self._time_left(item) <= 0:
             return await self._drop(item, "it waited too long to begin")
+        device = self.device
         driver = device.driver
         limit = clip.duration + device.device.timeout + PLAY_MARGIN_S
         try:
@@ -217,6 +191,36 @@ class Announcer:
         device.status.detail["last_announcement"] = said
         await device.apply(driver.health())
         return said
+
+    async def _clip(self, item: Announcement) -> Clip | str:
+        """The item's clip from a working engine, or why there is none in time."""
+        device = self.device
+        while self._time_left(item) > 0:
+            if not device.usable:
+                await self._until_connected(item)
+                continue
+            self._prepare(item)
+            try:
+                # two tries of the engine, each under the device's timeout, and a margin
+                return await within(asyncio.wrap_future(item.clip),
+                                    2 * device.device.timeout + PLAY_MARGIN_S)
+            except Closed:                     # closed meanwhile: ask the engine opened next
+                if item.generation == device.driver.generation:
+                    await self._until_connected(item)
+                item.clip = None
+            except (DeviceError, TimeoutError) as exc:
+                error = str(exc) or "synthesis did not finish in time"
+                await device.broken(error)
+                return f"could not be synthesised: {error}"
+        if not device.usable:
+            return f"the voice device is {device.status.state.value}: {device.status.last_error}"
+        return "it waited too long to begin"
+
+    async def _until_connected(self, item: Announcement) -> None:
+        """Wait for the device to (re)connect, at most as long as `item` may still wait."""
+        self.connected.clear()
+        with suppress(TimeoutError):
+            await within(self.connected.wait(), max(self._time_left(item), 0))
 
     def _time_left(self, item: Announcement) -> float:
         return item.at + self.settings.max_age_s - self.clock()
@@ -242,19 +246,14 @@ class Announcer:
         return Worker(f"speaker-{self.id}")
 
 
-class Voices:
+class Voices(Follower):
     """Every voice device of the hall, fed from the event bus."""
 
     def __init__(self, config: Config, queue: Queue, bus: EventBus, devices: Supervisor,
                  clock: Callable[[], float] = time.time):
-        self.config = config
-        self.queue = queue
-        self.bus = bus
-        self.devices = devices
-        self.clock = clock
+        super().__init__(config, queue, bus, devices, clock)
         self.announcers: dict[str, Announcer] = {}
         self._windows = {w.id: w for w in config.windows}
-        self._tasks: list[asyncio.Task] = []
         self._lines_changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -264,21 +263,14 @@ class Voices:
             announcer = Announcer(supervised, self.devices.emit, self.clock)
             self.announcers[device_id] = announcer
             supervised.tester = announcer.test
-            self._tasks.append(asyncio.create_task(announcer.run(), name=f"voice {device_id}"))
+            self.spawn(announcer.run(), f"voice {device_id}")
         if not self.announcers:
             return
-        self.devices.on_connected.append(self._connected)
-        self.bus.listen(self._heard)
-        self._tasks.append(asyncio.create_task(self._ahead(), name="voice ahead"))
+        self.follow()
+        self.spawn(self._ahead(), "voice ahead")
 
     async def stop(self) -> None:
-        self.bus.unlisten(self._heard)
-        if self._connected in self.devices.on_connected:
-            self.devices.on_connected.remove(self._connected)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await super().stop()
         for announcer in self.announcers.values():
             announcer.speaker.stop()
 

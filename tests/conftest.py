@@ -163,6 +163,48 @@ async def device_in_state(client: httpx.AsyncClient, device_id: str, state: str,
     return device
 
 
+class HallClient:
+    """The daemon in-process as the hall uses it: a kiosk takes 不动产登记 tickets,
+    clerks press their window's buttons, a technician reads the devices."""
+
+    wait = 10.0                          # how long `until` waits before the test fails
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient):
+        self.app = app
+        self.client = client
+
+    async def issue(self, count: int = 1, *, ids: bool = False) -> list[str]:
+        """Take `count` tickets; their numbers (or ids)."""
+        issued = []
+        for _ in range(count):
+            r = await self.client.post("/api/v1/tickets", json={"service": "property"})
+            assert r.status_code == 201, r.text
+            issued.append(r.json()["id" if ids else "number"])
+        return issued
+
+    async def press(self, window_id: str, action: str, **body) -> httpx.Response:
+        r = await self.client.post(f"/api/v1/windows/{window_id}/{action}", json=body or None)
+        assert r.status_code < 300, r.text
+        return r
+
+    async def call(self, window: str) -> str:
+        return (await self.press(window, "call-next")).json()["number"]
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        """Poll `condition` (it reads an emulator's model) until it holds."""
+        deadline = asyncio.get_running_loop().time() + self.wait
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, \
+                f"waited {self.wait} s for {what}"
+            await asyncio.sleep(0.01)
+
+    async def device(self, device_id: str) -> dict:
+        return await device_view(self.client, device_id)
+
+    async def state(self, device_id: str, state: str) -> dict:
+        return await device_in_state(self.client, device_id, state, self.wait)
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

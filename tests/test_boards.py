@@ -9,36 +9,24 @@ and reaches them through the real drivers, as the demo hall does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
-
 from kioskd.config import Config, loads_config
-from conftest import demo_frame, device_in_state, device_view, serving
+from conftest import HallClient, demo_frame, hall_toml, serving
 
 API = "/api/v1"
 WAIT = 10.0              # how long a test waits for a board before it fails
 
-HALL = """
-[hall]
-name = "测试政务服务中心"
-data_dir = "var"
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
+# windows 4 and 5 (and the minimal hall's window 1), each 4 and 5 with a board
+BOARDS = """
 [[windows]]
 id = "4"
 name = "4号窗口"
@@ -92,33 +80,13 @@ timeout = 1
 def hall_config(tmp_path: Path, *, flash_s: float = 0.3, reply_timeout: float = 0.15,
                 extra: str = "") -> Config:
     timeout = max(1.0, 2 * reply_timeout + 0.5)      # covers a write's two tries
-    text = HALL.format(flash_s=flash_s, reply_timeout=reply_timeout, timeout=timeout) \
-        + textwrap.dedent(extra)
+    text = hall_toml(BOARDS.format(flash_s=flash_s, reply_timeout=reply_timeout,
+                                   timeout=timeout) + textwrap.dedent(extra))
     return loads_config(text, base_dir=tmp_path)
 
 
-class Hall:
+class Hall(HallClient):
     """The daemon in-process, its clerks' buttons, and its emulated boards."""
-
-    def __init__(self, app, client: httpx.AsyncClient):
-        self.app = app
-        self.client = client
-
-    async def issue(self, count: int = 1) -> list[str]:
-        numbers = []
-        for _ in range(count):
-            r = await self.client.post(f"{API}/tickets", json={"service": "property"})
-            assert r.status_code == 201, r.text
-            numbers.append(r.json()["number"])
-        return numbers
-
-    async def press(self, window_id: str, action: str, **body) -> httpx.Response:
-        r = await self.client.post(f"{API}/windows/{window_id}/{action}", json=body or None)
-        assert r.status_code < 300, r.text
-        return r
-
-    async def call(self, window: str) -> str:
-        return (await self.press(window, "call-next")).json()["number"]
 
     def emulated(self, device_id: str):
         return self.app.state.devices.get(device_id).emulator
@@ -127,22 +95,9 @@ class Hall:
         """The emulated Modbus unit of a digit-display device."""
         return self.emulated(device_id).unit
 
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
-        """Poll `condition` (it reads an emulator's model) until it holds."""
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"waited {WAIT} s for {what}"
-            await asyncio.sleep(0.01)
-
     async def shows(self, device_id: str, text: str) -> None:
         await self.until(lambda: self.unit(device_id).text.strip() == text,
                          f"{device_id} to show {text!r} (shows {self.unit(device_id).text!r})")
-
-    async def device(self, device_id: str) -> dict:
-        return await device_view(self.client, device_id)
-
-    async def state(self, device_id: str, state: str) -> dict:
-        return await device_in_state(self.client, device_id, state, WAIT)
 
 
 @asynccontextmanager
@@ -335,7 +290,8 @@ def test_kioskd_emulate_board_runs_a_files_boards_standalone(tmp_path):
     from drivers.modbus_digits.driver import DigitDisplay
 
     path = tmp_path / "devices.toml"
-    path.write_text(HALL.format(flash_s=0, reply_timeout=0.15, timeout=1), encoding="utf-8")
+    path.write_text(hall_toml(BOARDS.format(flash_s=0, reply_timeout=0.15, timeout=1)),
+                    encoding="utf-8")
     config = loads_config(path.read_text(encoding="utf-8"), base_dir=tmp_path)
     command = [sys.executable, "-m", "kioskd.cli", "emulate", "board", "-c", str(path),
                "board_5", "hall_board"]

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,38 +29,17 @@ from drivers.voice.speech import announcement
 from drivers.voice.wav import chime, read_wav
 from kioskd.config import Config, loads_config
 from daemon import free_port
-from conftest import Clock, demo_hall, device_in_state, device_view, serving
+from conftest import Clock, HallClient, demo_hall, hall_toml, serving
 
 API = "/api/v1"
 WAIT = 20.0              # how long a test waits for the voice before it fails
 
-HALL = """
-[hall]
-name = "测试政务服务中心"
-data_dir = "var"
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[services]]
-id = "social"
-name = "社保业务"
-prefix = "C"
-code = "640100-003-01"
-
-[[windows]]
-id = "4"
-name = "4号窗口"
-services = ["property"]
-{window_4}
-
+# the minimal hall's window 1, and window 5: both serve 不动产登记 (A)
+WINDOW_5 = """
 [[windows]]
 id = "5"
 name = "5号窗口"
-services = ["property", "social"]
+services = ["property"]
 {window_5}
 """
 
@@ -78,35 +58,24 @@ def voice_table(device_id: str = "voice", *, player: str, **options) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hall_config(tmp_path: Path, devices: str, *, window_4: str = "", window_5: str = "") -> Config:
-    text = HALL.format(window_4=window_4, window_5=window_5) + "\n" + textwrap.dedent(devices)
-    return loads_config(text, base_dir=tmp_path)
+def hall_text(devices: str, *, window_1: str = "", window_5: str = "") -> str:
+    return hall_toml(WINDOW_5.format(window_5=window_5) + textwrap.dedent(devices),
+                     window=window_1)
 
 
-class Hall:
+def hall_config(tmp_path: Path, devices: str, *, window_1: str = "", window_5: str = "") -> Config:
+    return loads_config(hall_text(devices, window_1=window_1, window_5=window_5),
+                        base_dir=tmp_path)
+
+
+class Hall(HallClient):
     """The daemon in-process, the clerks' buttons, and what the loudspeaker heard."""
 
+    wait = WAIT
+
     def __init__(self, app, client: httpx.AsyncClient, log: Path | None):
-        self.app = app
-        self.client = client
+        super().__init__(app, client)
         self.log = log
-
-    async def issue(self, count: int = 1, *, ids: bool = False) -> list[str]:
-        """Take `count` tickets for 不动产登记; their numbers (or ids)."""
-        issued = []
-        for _ in range(count):
-            r = await self.client.post(f"{API}/tickets", json={"service": "property"})
-            assert r.status_code == 201, r.text
-            issued.append(r.json()["id" if ids else "number"])
-        return issued
-
-    async def press(self, window_id: str, action: str, **body) -> httpx.Response:
-        r = await self.client.post(f"{API}/windows/{window_id}/{action}", json=body or None)
-        assert r.status_code < 300, r.text
-        return r
-
-    async def call(self, window: str) -> str:
-        return (await self.press(window, "call-next")).json()["number"]
 
     def driver(self, device_id: str = "voice"):
         return self.app.state.devices.get(device_id).driver
@@ -120,23 +89,11 @@ class Hall:
     def played(self) -> list:
         return read_log(self.log) if self.log and self.log.exists() else []
 
-    async def until(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"waited {WAIT} s for {what}"
-            await asyncio.sleep(0.02)
-
     async def said(self, count: int) -> list:
         """The first `count` playbacks, once all of them have ended."""
         await self.until(lambda: len([p for p in self.played() if p.ended_at]) >= count,
                          f"{count} announcements to be played (log: {self.played()})")
         return self.played()[:count]
-
-    async def device(self, device_id: str = "voice") -> dict:
-        return await device_view(self.client, device_id)
-
-    async def state(self, state: str, device_id: str = "voice") -> dict:
-        return await device_in_state(self.client, device_id, state, WAIT)
 
     async def detail_until(self, condition: Callable[[dict], bool], what: str,
                            device_id: str = "voice") -> dict:
@@ -151,10 +108,10 @@ class Hall:
 @asynccontextmanager
 async def hall(config: Config, log: Path | None = None, clock: Clock | None = None,
                devices: tuple[str, ...] = ("voice",)) -> AsyncIterator[Hall]:
-    async with serving(config, clock or __import__("time").time) as (app, client):
+    async with serving(config, clock or time.time) as (app, client):
         h = Hall(app, client, log)
         for device_id in devices:
-            await h.state("ready", device_id)
+            await h.state(device_id, "ready")
         yield h
 
 
@@ -210,14 +167,14 @@ async def test_a_recall_says_it_again_and_a_transfer_has_its_own_words(tmp_path)
         transfer="请{number}号到{target}等候"))
     async with hall(config, log) as h:
         await h.issue(1)
-        await h.call("4")
-        await h.press("4", "recall")
-        await h.press("4", "transfer", window="5")
+        await h.call("1")
+        await h.press("1", "recall")
+        await h.press("1", "transfer", window="5")
         played = await h.said(3)
         last = (await h.detail_until(lambda d: d["said"] == 3, "three said"))["last_announcement"]
         assert [p.wav for p in played] == [
-            str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口")),
-            str(h.wav_of("请{number}号尽快到{window}办理", "A001", "4号窗口")),
+            str(h.wav_of("请{number}号到{window}办理", "A001", "1号窗口")),
+            str(h.wav_of("请{number}号尽快到{window}办理", "A001", "1号窗口")),
             str(h.wav_of("请{number}号到{window}等候", "A001", "5号窗口"))]
         assert (last["kind"], last["text"]) == ("transfer", "请A001号到5号窗口等候")
 
@@ -240,8 +197,8 @@ async def test_two_calls_in_quick_succession_are_said_in_order_and_never_overlap
     config = hall_config(tmp_path, voice_table(player=speaker(log, speed=8)))
     async with hall(config, log) as h:
         await h.issue(3)
-        await asyncio.gather(h.call("4"), h.call("5"))
-        await h.call("4")                         # finishes A001 (or A002), calls A003
+        await asyncio.gather(h.call("1"), h.call("5"))
+        await h.call("1")                         # finishes A001 (or A002), calls A003
         played = await h.said(3)
         calls = [(e.data["number"], e.data["window_name"])
                  for e in h.app.state.bus.recent(("ticket.called",), 10)]
@@ -258,11 +215,11 @@ async def test_the_same_call_again_within_seconds_is_said_once(tmp_path):
     config = hall_config(tmp_path, voice_table(player=speaker(log), merge_s=5))
     async with hall(config, log, clock) as h:
         await h.issue(1)
-        await h.call("4")
-        await h.press("4", "recall")              # a nervous second press, at once
+        await h.call("1")
+        await h.press("1", "recall")              # a nervous second press, at once
         await h.detail_until(lambda d: d["merged"] == 1, "the recall to be merged")
         clock.advance(10)
-        await h.press("4", "recall")              # ten seconds on: said again
+        await h.press("1", "recall")              # ten seconds on: said again
         played = await h.said(2)
         assert played[0].wav == played[1].wav
         detail = await h.detail_until(lambda d: d["said"] == 2 and d["queue"] == 0, "two said")
@@ -275,7 +232,7 @@ async def test_a_call_that_waited_too_long_is_dropped_with_an_event(tmp_path):
     config = hall_config(tmp_path, voice_table(player=speaker(log, speed=2), max_age_s=30))
     async with hall(config, log, clock) as h:
         await h.issue(2)
-        await h.call("4")
+        await h.call("1")
         await h.until(lambda: len(h.played()) == 1, "A001 to begin")
         await h.call("5")                          # A002 waits behind A001 …
         clock.advance(31)                          # … longer than max_age_s
@@ -295,12 +252,12 @@ async def test_each_window_is_called_by_the_voice_of_its_zone(tmp_path):
     config = hall_config(
         tmp_path, voice_table("floor_1", player=speaker(logs["floor_1"])) +
         voice_table("floor_2", player=speaker(logs["floor_2"])),
-        window_4='voice = "floor_1"', window_5='voice = "floor_2"')
+        window_1='voice = "floor_1"', window_5='voice = "floor_2"')
     async with hall(config, devices=("floor_1", "floor_2")) as h:
         await h.issue(2)
-        await h.call("4")
+        await h.call("1")
         await h.call("5")
-        for zone, text in (("floor_1", "请A001号到4号窗口办理"), ("floor_2", "请A002号到5号窗口办理")):
+        for zone, text in (("floor_1", "请A001号到1号窗口办理"), ("floor_2", "请A002号到5号窗口办理")):
             detail = await h.detail_until(lambda d: d["said"] >= 1, f"{zone} to speak", zone)
             assert detail["last_announcement"]["text"] == text
             assert detail["said"] == 1
@@ -313,42 +270,48 @@ async def test_the_next_call_is_synthesised_ahead_and_said_from_the_cache(tmp_pa
     log = tmp_path / "speaker.jsonl"
     async with hall(hall_config(tmp_path, voice_table(player=speaker(log))), log) as h:
         await h.issue(1)
-        # window 4 and window 5 both serve property: the head of the line, A001, is
+        # window 1 and window 5 both serve property: the head of the line, A001, is
         # made ahead for each of them
         await h.detail_until(lambda d: d["synthesised"] == 2, "A001 to be made ahead twice")
         await h.call("5")
         last = (await h.detail_until(lambda d: d["said"] == 1, "A001 said"))["last_announcement"]
         assert last["cached"] is True
-        cache = (await h.device())["detail"]["cache"]
+        cache = (await h.device("voice"))["detail"]["cache"]
         assert (cache["hits"], cache["misses"]) == (1, 0)
         assert Path(last["wav"]).parent == tmp_path / "var" / "audio"
 
 
 def test_the_cache_stays_under_its_limit_dropping_the_clips_used_least_recently(tmp_path):
     from drivers.voice.cache import ClipCache
-    cache = ClipCache(tmp_path, limit_bytes=10_000)
+    from drivers.voice.wav import silence, write_wav
+    clip = silence(8000, 0.125)                   # 1000 samples: a 2044-byte file
+    size = 44 + 2 * clip.samples
+    cache = ClipCache(tmp_path, limit_bytes=5 * size)
+    (tmp_path / "left-over.wav").write_bytes(b"not a WAV")
     keys = [cache.key({"words": f"请A 零零{n}号"}) for n in range(6)]
-    for age, key in enumerate(keys):              # 6 clips of 2000 bytes, oldest first
-        cache.path(key).write_bytes(b"\0" * 2000)
+    for age, key in enumerate(keys):              # 6 clips, oldest first
+        write_wav(cache.path(key), clip)
         os.utime(cache.path(key), (1_000_000 + age, 1_000_000 + age))
     cache.measure()
-    assert cache.find(keys[0]) is not None        # the oldest is used again: kept
-    cache.path(newest := cache.key({"words": "请B 零零一号"})).write_bytes(b"\0" * 2000)
-    cache.added(cache.path(newest))               # 14 000 bytes: over the limit
+    assert not (tmp_path / "left-over.wav").exists()
+    assert cache.find(keys[0]) == 0.125           # the oldest is used again: kept
+    write_wav(cache.path(newest := cache.key({"words": "请B 零零一号"})), clip)
+    cache.added(newest, clip.duration)            # 7 clips: over the limit of 5
     kept = {key for key in keys + [newest] if cache.path(key).exists()}
-    assert kept == {keys[0], keys[4], keys[5], newest}     # down to 8 000, 80 % of the limit
-    assert cache.stats()["bytes"] == 8000
+    assert kept == {keys[0], keys[4], keys[5], newest}     # down to 4, 80 % of the limit
+    assert cache.stats()["bytes"] == 4 * size
+    assert cache.find(keys[1]) is None
 
 
 async def test_without_a_player_the_wavs_are_kept_and_nothing_plays(tmp_path):
     async with hall(hall_config(tmp_path, voice_table(player="[]", ahead=False))) as h:
         await h.issue(1)
-        await h.call("4")
+        await h.call("1")
         detail = await h.detail_until(lambda d: d["said"] == 1, "A001 made")
         last = detail["last_announcement"]
         assert last["played"] is False and last["problem"] is None
         assert read_wav(last["wav"]).rms > 0.05
-        assert (await h.device())["state"] == "ready"
+        assert (await h.device("voice"))["state"] == "ready"
 
 
 async def test_the_demo_halls_voice_writes_real_wavs(tmp_path):
@@ -376,7 +339,7 @@ async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tm
         os.kill(worker, signal.SIGSTOP)           # the engine hangs
         try:
             await h.issue(1)
-            r = await h.press("4", "call-next")
+            r = await h.press("1", "call-next")
             assert r.json()["number"] == "A001"   # the call itself never waits for the voice
             played = await h.said(1)
         finally:
@@ -387,8 +350,8 @@ async def test_a_hung_synthesis_worker_is_replaced_and_the_call_is_still_said(tm
         detail = await h.detail_until(lambda d: d["said"] == 1, "A001 said")
         synth = detail["synthesizer"]
         assert synth["replaced"] == 1 and synth["pid"] != worker
-        assert played[0].wav == str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口"))
-        assert (await h.device())["state"] == "ready"
+        assert played[0].wav == str(h.wav_of("请{number}号到{window}办理", "A001", "1号窗口"))
+        assert (await h.device("voice"))["state"] == "ready"
 
 
 async def test_calls_waiting_while_the_voice_reconnects_are_all_said_in_order(tmp_path):
@@ -398,13 +361,13 @@ async def test_calls_waiting_while_the_voice_reconnects_are_all_said_in_order(tm
         worker = h.driver()._synth.pid
         os.kill(worker, signal.SIGSTOP)           # the engine hangs on the first call's words
         await h.issue(2)
-        await h.call("4")
+        await h.call("1")
         await h.call("5")
         r = await h.client.post(f"{API}/devices/voice/reconnect")   # a technician steps in
         assert r.status_code == 200, r.text
         played = await h.said(2)
         assert [p.wav for p in played] == [
-            str(h.wav_of("请{number}号到{window}办理", "A001", "4号窗口")),
+            str(h.wav_of("请{number}号到{window}办理", "A001", "1号窗口")),
             str(h.wav_of("请{number}号到{window}办理", "A002", "5号窗口"))]
         detail = await h.detail_until(lambda d: d["said"] == 2, "both said")
         assert detail["dropped"] == 0
@@ -425,15 +388,15 @@ async def test_a_failing_player_degrades_the_device_and_calls_go_on(tmp_path):
     broken.touch()
     async with hall(hall_config(tmp_path, voice_table(player=json.dumps([str(script)]))), log) as h:
         await h.issue(3)
-        await h.call("4")
-        degraded = await h.state("degraded")
+        await h.call("1")
+        degraded = await h.state("voice", "degraded")
         assert degraded["last_error"] == "player " + str(script) + \
             " failed (exit 1): player: no output device"
         assert await h.call("5") == "A002"        # calls go on
         await h.detail_until(lambda d: d["said"] == 2, "the second call to be tried")
         broken.unlink()
-        await h.call("4")
-        await h.state("ready")
+        await h.call("1")
+        await h.state("voice", "ready")
         assert len(await h.said(1)) == 1
 
 
@@ -443,8 +406,8 @@ async def test_a_hung_player_is_stopped_and_the_device_degraded(tmp_path):
         player=speaker(log, "--hang"), template="{number}", repeat=1, chime="", timeout=2))
     async with hall(config, log) as h:
         await h.issue(2)
-        await h.call("4")
-        degraded = await h.state("degraded")
+        await h.call("1")
+        degraded = await h.state("voice", "degraded")
         assert "did not finish within" in degraded["last_error"]
         await h.call("5")
         await h.detail_until(lambda d: d["said"] == 2, "the next call to be tried too")
@@ -458,7 +421,7 @@ async def test_a_hung_player_is_stopped_and_the_device_degraded(tmp_path):
 
 def problems(tmp_path: Path, voice: str, window_5: str = "") -> list[str]:
     from kioskd.config import ConfigError
-    text = HALL.format(window_4="", window_5=window_5) + "\n" + textwrap.dedent(voice)
+    text = hall_text(voice, window_5=window_5)
     with pytest.raises(ConfigError) as caught:
         loads_config(text, base_dir=tmp_path)
     return caught.value.problems

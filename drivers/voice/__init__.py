@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base import Options
-from ..templates import template_problem
+from .speech import check_template
 from .synth import VoiceSettings
 
 ENGINES = ("pyttsx3", "espeak-ng")
@@ -84,7 +84,7 @@ def configure(options: Options) -> Settings | None:
                                      ("recall", CALL_FIELDS, True),
                                      ("transfer", TRANSFER_FIELDS, True)):
         text = options.string(key, getattr(default, key), allow_empty=allow_empty)
-        problem = template_problem(text, fields) if text else None
+        problem = check_template(text, fields) if text else None
         if problem:
             options.problem(key, problem)
             ok = False

@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import threading
 import time
-import wave
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,11 +157,11 @@ class Voice:
             future = self._pending.get(key)
             queued = future is not None
             if not queued:
-                path = self.cache.find(key)
-                if path is not None:
+                duration = self.cache.find(key)
+                if duration is not None:
                     if urgent:
                         self.cache.hits += 1
-                    return _done(Clip(spoken, path, _duration(path), cached=True))
+                    return _done(Clip(spoken, self.cache.path(key), duration, cached=True))
                 if self._thread is None:
                     return _failed(Closed("the voice device is not open"))
                 future = self._pending[key] = Future()
@@ -222,7 +221,7 @@ class Voice:
             write_wav(path, pcm)
         except OSError as exc:
             raise DeviceUnavailable(f"cannot write {path}: {exc.strerror}") from None
-        self.cache.added(path)
+        self.cache.added(key, pcm.duration)
         self.made += 1
         return Clip(spoken, path, pcm.duration, cached=False)
 
@@ -305,8 +304,3 @@ def _failed(error: Exception) -> Future[Clip]:
     future.set_exception(error)
     return future
 
-
-def _duration(path: Path) -> float:
-    """A cached clip's length from its header (kioskd wrote it: plain PCM)."""
-    with wave.open(str(path), "rb") as clip:
-        return clip.getnframes() / clip.getframerate()

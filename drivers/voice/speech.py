@@ -9,6 +9,8 @@ Window and service names pass through as written ("5号窗口" is read 五号).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..templates import template_problem
 
 DIGITS = "零一二三四五六七八九"
@@ -28,18 +30,19 @@ def spoken_number(number: str) -> str:
 
 def announcement(template: str, *, number: str, window: str = "", service: str = "",
                  target: str = "") -> str:
-    """`template` filled in, the number as spoken; ValueError when it is not a
-    template over {number}, {window}, {service} and {target}."""
-    problem = check_template(template)
-    if problem:
-        raise ValueError(f"voice template {template!r}: {problem}")
-    return template.format(number=spoken_number(number), window=window, service=service,
-                           target=target)
+    """`template` filled in, the number as spoken. The hall's templates were
+    checked when devices.toml was read (`check_template`); a field nobody
+    fills is still a ValueError, not a KeyError."""
+    try:
+        return template.format(number=spoken_number(number), window=window, service=service,
+                               target=target)
+    except KeyError as exc:
+        raise ValueError(f"voice template {template!r}: unknown field {{{exc.args[0]}}}") from None
 
 
-def check_template(template: str) -> str | None:
-    """What is wrong with `template` (an unknown field, a stray brace); None when nothing."""
-    return template_problem(template, FIELDS, "a voice template")
+def check_template(template: str, fields: Sequence[str] = FIELDS) -> str | None:
+    """What is wrong with `template` (a field not in `fields`, a stray brace); None when nothing."""
+    return template_problem(template, fields, "this template")
 
 
 def _stand_apart(before: str, after: str) -> bool:

@@ -101,6 +101,21 @@ def read_wav(path: str | os.PathLike[str]) -> Pcm:
     return Pcm(rate, _mono(_to_16_bit(data, width), channels))
 
 
+def duration_of(path: str | os.PathLike[str]) -> float:
+    """The length in seconds of a WAV whose header is exact (one kioskd wrote),
+    read from the header alone. WavError when it cannot be read."""
+    try:
+        with wave.open(os.fspath(path), "rb") as reader:
+            frames, rate = reader.getnframes(), reader.getframerate()
+    except OSError as exc:
+        raise WavError(f"cannot be read: {exc.strerror or exc}") from None
+    except (EOFError, wave.Error) as exc:
+        raise WavError(_wave_problem(str(exc) or "the header is incomplete")) from None
+    if rate <= 0:
+        raise WavError(f"has an impossible sample rate {rate}")
+    return frames / rate
+
+
 def write_wav(path: str | os.PathLike[str], pcm: Pcm) -> None:
     """Write `pcm` to `path` as a mono 16-bit WAV: whole or not at all (a
     temporary file in the same folder, then renamed). Raises OSError."""
