@@ -22,6 +22,7 @@ from .api import events as events_api
 from .api import hall, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
+from . import ui
 from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
@@ -107,6 +108,8 @@ def create_app(config: Config, store: Store | None = None,
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.router):
         app.include_router(router, prefix=API)
+    app.mount("/ui/static", ui.static_files(), name="ui-static")
+    app.include_router(ui.router)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

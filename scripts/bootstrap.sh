@@ -11,9 +11,10 @@ PYTHON=${PYTHON:-python3}
 # Debian splits venv/ensurepip out of python3; everything else kioskd needs comes
 # from PyPI. fonts-noto-cjk: the emulated printer draws its tickets in Chinese;
 # espeak-ng: the voice's Mandarin (its library is what pyttsx3 drives, its command
-# line the other engine); alsa-utils: aplay, the default player.
+# line the other engine); alsa-utils: aplay, the default player. chromium: the
+# browser tests drive Debian's Chromium through Playwright (never a downloaded one).
 apt_run=(fonts-noto-cjk espeak-ng alsa-utils)
-apt_test=()
+apt_test=(chromium)
 case "$purpose" in
   run)  wanted=("${apt_run[@]}") ;;
   test) wanted=("${apt_run[@]}" "${apt_test[@]}") ;;

@@ -1,0 +1,71 @@
+"""The hall's web pages under /ui/: files from the project's `ui/` folder, served
+with a content security policy that lets a page load and talk to this daemon only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+PAGES = {
+    "kiosk": "触摸查询取号 · touch kiosk",
+    "window": "窗口呼叫 · the clerk's console",
+    "display": "大厅显示屏 · the hall display",
+    "diagnostics": "设备诊断 · diagnostics (technician)",
+    "supervisor": "大厅管理 · supervision (supervisor)",
+}
+# Nothing from outside the hall: scripts, styles, fonts, images and connections
+# come from this daemon; blob: carries the tickets' pictures and announcements'
+# audio that diagnostics fetches with its token.
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+       "style-src 'self'; script-src 'self'; connect-src 'self'; font-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(UI_DIR / f"{name}.html", media_type="text/html; charset=utf-8",
+                        headers=HEADERS)
+
+
+@router.get("/ui", response_class=HTMLResponse)
+@router.get("/ui/", response_class=HTMLResponse)
+async def index() -> HTMLResponse:
+    links = "".join(f'<li><a href="/ui/{name}">{title}</a></li>' for name, title in PAGES.items())
+    return HTMLResponse(f'<!doctype html><meta charset="utf-8"><title>kioskd</title>'
+                        f'<link rel="stylesheet" href="/ui/static/kioskd.css">'
+                        f'<main class="index"><h1>kioskd</h1><ul>{links}</ul></main>',
+                        headers=HEADERS)
+
+
+@router.get("/ui/ticket/{ticket_id}")
+async def ticket_page(ticket_id: str) -> FileResponse:
+    return _page("ticket")         # the page reads the id from its own address
+
+
+@router.get("/ui/{name}")
+async def page(name: str, request: Request) -> FileResponse:
+    if name not in PAGES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no page '{name}'; pages: {', '.join(PAGES)}")
+    return _page(name)
+
+
+class _Static(StaticFiles):
+    """The pages' scripts and styles, revalidated on every load (ETag) so a
+    kiosk told to reload gets the new version."""
+
+    def file_response(self, *args, **kwargs):
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(HEADERS)
+        return response
+
+
+def static_files() -> StaticFiles:
+    return _Static(directory=UI_DIR / "static")

@@ -1,0 +1,27 @@
+"""The pages' common ground, in a real browser: every page is served under /ui/
+with a policy that lets it reach this daemon only, loads without a script error,
+and asks nothing of any other host."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from browser import DESKTOP, chromium, demo_hall_daemon, open_page, shot  # noqa: F401 (fixtures)
+
+PAGES = ["kiosk", "window", "display", "diagnostics", "supervisor"]
+
+
+def test_every_page_is_served_with_a_policy_that_keeps_it_inside_the_hall(demo_hall_daemon):
+    with httpx.Client(base_url=demo_hall_daemon.url) as http:
+        for name in PAGES:
+            r = http.get(f"/ui/{name}")
+            assert r.status_code == 200, name
+            assert r.headers["content-type"].startswith("text/html")
+            csp = r.headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "script-src 'self'" in csp
+            assert "http" not in r.text.split("<body")[0].replace("http-equiv", ""), \
+                f"{name} names another host in its head"
+        assert http.get("/ui/nothing").status_code == 404
+        assert http.get("/ui/static/kioskd.js").headers["content-type"].startswith(
+            ("text/javascript", "application/javascript"))
