@@ -1,0 +1,574 @@
+// kiosk.js — the touch-query terminal at the hall's entrance: a citizen picks a
+// service, reads its guide (materials, time limit, fee, where to go) on one screen,
+// takes a number (or a priority number) and sees it large with the people ahead.
+// Elder mode and English for whoever stands there; back to the start screen after
+// `idle` seconds without a touch. The page reports to the daemon as its terminal
+// (heartbeat) and reloads when a technician asks.
+//
+// Opened as /ui/kiosk?terminal=kiosk_1#token=KIOSKTOKEN  (optional &idle=SECONDS).
+
+import {
+  $, ApiError, api, el, follow, lang, params, setLang, setToken, syncClock, t, token,
+  translate, words, now,
+} from "./kioskd.js";
+
+words({
+  zh: {
+    elder: "长辈模式",
+    setup_title: "终端设置",
+    setup_text: "这个页面还不知道自己是哪一台终端。请技术人员在地址里加上参数 terminal，值为 devices.toml 中 driver = \"terminal\" 的设备编号，例如：",
+    setup_bad: "终端 {terminal} 不能使用：{detail}",
+    start_title: "请选择要办理的事项",
+    start_hint: "先看办事指南，材料带齐再取号",
+    priority_note: "老年人、残疾人、孕妇可优先取号，优先办理",
+    token_label: "本终端需要取号令牌（由技术人员填写）",
+    token_save: "保存",
+    back: "返回",
+    services_hint: "点击事项，查看办事指南",
+    category_count: "{n}个事项",
+    waiting_n: "等候 {n} 人",
+    wait_about: "约 {n} 分钟",
+    wait_none: "无需等待",
+    wait_unknown: "窗口暂未开放",
+    guide_label: "办事指南",
+    code: "事项编码 {code}",
+    load_line: "现在等候 {n} 人 · 预计等待 {wait}",
+    materials_title: "需要带的材料（{n} 项）",
+    no_materials: "无需提供材料",
+    time_limit: "办理时限",
+    fee: "收费标准",
+    where: "办理地点",
+    basis: "办理依据",
+    notes: "温馨提示",
+    scroll_more: "向上滑动，查看更多材料",
+    take: "取号",
+    take_sub: "普通取号",
+    take_priority: "优先取号",
+    take_priority_sub: "老年人、残疾人、孕妇",
+    issuing: "正在取号，请稍候…",
+    err_auth: "本机暂时不能取号，请到服务台取号。",
+    err_422: "这个事项现在不能在本机取号，请到服务台咨询。",
+    err_503: "取号系统暂时忙，请稍后再按一次，或到服务台取号。",
+    err_0: "本机暂时连不上取号系统，请稍后再按一次，或到服务台取号。",
+    err_other: "取号没有成功，请再按一次，或到服务台取号。",
+    to_start: "回到首页",
+    your_number: "您的号码",
+    priority_ticket: "优先号",
+    ahead: "前面还有",
+    ahead_n: "{n} 人",
+    est_wait: "预计等待",
+    est_soon: "马上就到",
+    go_to: "请到",
+    listen: "请留意大厅叫号和显示屏",
+    printed: "号票已打印，请取走号票",
+    print_failed_title: "打印失败",
+    print_none_title: "本机没有打印号票",
+    print_failed_text: "请记住您的号码，或用手机扫描二维码查看排队进度；如需纸质号票请到服务台。",
+    qr_alt: "查看排队进度的二维码",
+    done: "完成",
+    idle_note: "{n} 秒后自动回到首页",
+    link_ok: "已连接",
+    link_lost: "与系统的连接中断",
+    loading: "正在读取办事事项…",
+    services_unreachable: "暂时读不到办事事项，请稍候，或到服务台咨询。",
+  },
+  en: {
+    elder: "Large text",
+    setup_title: "Terminal set-up",
+    setup_text: "This page does not know which terminal it is. A technician adds the parameter terminal to its address: the id of a device with driver = \"terminal\" in devices.toml, for example:",
+    setup_bad: "Terminal {terminal} cannot be used: {detail}",
+    start_title: "What do you need to do?",
+    start_hint: "Read the guide first, bring every document, then take a number",
+    priority_note: "Elderly, disabled and pregnant visitors may take a priority number",
+    token_label: "This terminal needs its kiosk token (technicians only)",
+    token_save: "Save",
+    back: "Back",
+    services_hint: "Tap a service to see its guide",
+    category_count: "{n} services",
+    waiting_n: "{n} waiting",
+    wait_about: "about {n} min",
+    wait_none: "no wait",
+    wait_unknown: "no window open yet",
+    guide_label: "Service guide",
+    code: "Item code {code}",
+    load_line: "{n} waiting now · estimated wait {wait}",
+    materials_title: "Documents to bring ({n})",
+    no_materials: "No documents needed",
+    time_limit: "Time limit",
+    fee: "Fee",
+    where: "Where to go",
+    basis: "Legal basis",
+    notes: "Please note",
+    scroll_more: "Swipe up to see more documents",
+    take: "Take a number",
+    take_sub: "Regular",
+    take_priority: "Priority number",
+    take_priority_sub: "Elderly, disabled, pregnant",
+    issuing: "Taking your number, please wait…",
+    err_auth: "This machine cannot issue numbers right now. Please go to the service desk.",
+    err_422: "This service cannot be taken at this machine now. Please ask at the service desk.",
+    err_503: "The system is busy. Please press again in a moment, or go to the service desk.",
+    err_0: "This machine cannot reach the queue system. Please press again in a moment, or go to the service desk.",
+    err_other: "That did not work. Please press again, or go to the service desk.",
+    to_start: "Start again",
+    your_number: "Your number",
+    priority_ticket: "Priority",
+    ahead: "People ahead",
+    ahead_n: "{n}",
+    est_wait: "Estimated wait",
+    est_soon: "very soon",
+    go_to: "Go to",
+    listen: "Listen for your number and watch the screens",
+    printed: "Your ticket has printed. Please take it.",
+    print_failed_title: "Printing failed",
+    print_none_title: "No ticket was printed",
+    print_failed_text: "Please remember your number, or scan the QR code with your phone to follow the queue. For a paper ticket, go to the service desk.",
+    qr_alt: "QR code of your place in the queue",
+    done: "Done",
+    idle_note: "Back to the start in {n} s",
+    link_ok: "connected",
+    link_lost: "connection to the system lost",
+    loading: "Loading the services…",
+    services_unreachable: "The services cannot be read right now. Please wait, or ask at the service desk.",
+  },
+});
+
+const terminal = params.get("terminal");
+const IDLE_S = Math.max(1, Number(params.get("idle")) || 60);
+const REFRESH_MS = 1500;         // at most one catalogue refetch per this, however busy the hall
+const PERIODIC_MS = 30000;       // and one at least this often, whatever the event stream does
+
+let kioskToken = token("kiosk");
+let hall = null;
+let services = new Map();        // id → service from GET /services
+let categories = [];             // from GET /hall, with only known services
+let screen = "start";
+let categoryId = null;
+let serviceId = null;
+let ticket = null;
+let busy = false;
+let elder = false;
+let structure = "";              // what the buttons were built from; rebuilt only when it changes
+let reloadKey = null;
+let reloadPending = false;
+let heartbeatTimer = null;
+let idleDeadline = Date.now() + IDLE_S * 1000;
+
+// ------------------------------------------------------------ words for data
+
+const svcName = (s) => (lang === "en" && s.name_en) ? s.name_en : s.name;
+const catName = (c) => (lang === "en" && c.name_en) ? c.name_en : c.name;
+const list = (items) => items.join(lang === "en" ? ", " : "、");
+
+function waitWords(minutes, waiting) {
+  if (minutes === null || minutes === undefined) return waiting ? t("wait_unknown") : t("wait_none");
+  if (minutes <= 0 || !waiting) return t("wait_none");
+  return t("wait_about", { n: minutes });
+}
+
+function loadWords(s) {
+  return `${t("waiting_n", { n: s.waiting })} · ${waitWords(s.est_wait_min, s.waiting)}`;
+}
+
+function whereOf(s) {
+  if (!s) return "";
+  if (s.guide && s.guide.where) return s.guide.where;
+  const windows = s.windows || [];
+  const open = windows.filter((w) => w.state === "open");
+  return list((open.length ? open : windows).map((w) => w.name));
+}
+
+// ------------------------------------------------------------ screens
+
+function show(name) {
+  screen = name;
+  for (const section of document.querySelectorAll(".screen")) {
+    section.hidden = section.id !== `screen-${name}`;
+  }
+  document.body.dataset.screen = name;
+  $("#screens").scrollTop = 0;
+  if (name === "guide") requestAnimationFrame(checkMore);
+  if (name === "start" && reloadPending && !busy) location.reload();
+}
+
+function render() {
+  translate();
+  $("#lang").textContent = lang === "en" ? "中文" : "English";
+  $("#lang").lang = lang === "en" ? "zh-CN" : "en";
+  document.title = hall ? `${hall.name} · ${t("start_title")}` : t("start_title");
+  const key = JSON.stringify([lang, categories.map((c) => [c.id, c.services])]);
+  if (key !== structure) {
+    structure = key;
+    buildStart();
+    if (categoryId) buildServices();
+  }
+  if (serviceId) buildGuide();
+  if (ticket) buildResult();
+  updateCounts();
+  showLink(linkOk);
+}
+
+function serviceButton(s) {
+  return el("button", { type: "button", class: "service", dataset: { service: s.id },
+                        onclick: () => openGuide(s.id) },
+    el("span", { class: "service-name" }, svcName(s)),
+    el("span", { class: "service-load", dataset: { load: s.id } }, loadWords(s)));
+}
+
+function buildStart() {
+  const box = $("#categories");
+  box.replaceChildren();
+  if (categories.length === 1) {          // one group: its services straight away
+    box.className = "service-list";
+    box.append(...categories[0].services.map((id) => serviceButton(services.get(id))));
+    return;
+  }
+  box.className = "tiles";
+  for (const c of categories) {
+    box.append(el("button", { type: "button", class: "tile", dataset: { category: c.id },
+                              onclick: () => openCategory(c.id) },
+      el("span", { class: "tile-name" }, catName(c)),
+      el("span", { class: "tile-sub", dataset: { catLoad: c.id } }, "")));
+  }
+}
+
+function buildServices() {
+  const c = categories.find((x) => x.id === categoryId);
+  if (!c) { categoryId = null; return; }
+  $("#category-title").textContent = catName(c);
+  $("#service-list").replaceChildren(...c.services.map((id) => serviceButton(services.get(id))));
+}
+
+function updateCounts() {
+  for (const node of document.querySelectorAll("[data-load]")) {
+    const s = services.get(node.dataset.load);
+    if (s) node.textContent = loadWords(s);
+  }
+  for (const node of document.querySelectorAll("[data-cat-load]")) {
+    const c = categories.find((x) => x.id === node.dataset.catLoad);
+    if (!c) continue;
+    const waiting = c.services.reduce((sum, id) => sum + (services.get(id)?.waiting || 0), 0);
+    node.textContent = `${t("category_count", { n: c.services.length })} · ${t("waiting_n", { n: waiting })}`;
+  }
+  const s = services.get(serviceId);
+  if (s) $("#guide-load").textContent = t("load_line", { n: s.waiting, wait: waitWords(s.est_wait_min, s.waiting) });
+}
+
+function openCategory(id) {
+  categoryId = id;
+  buildServices();
+  updateCounts();
+  show("services");
+}
+
+function openGuide(id) {
+  serviceId = id;
+  hideProblem();
+  buildGuide();
+  updateCounts();
+  show("guide");
+}
+
+function buildGuide() {
+  const s = services.get(serviceId);
+  if (!s) return;
+  const g = s.guide || {};
+  $("#guide-title").textContent = svcName(s);
+  $("#guide-code").textContent = s.code ? t("code", { code: s.code }) : "";
+  const materials = g.materials || [];
+  $("#materials-title").textContent = materials.length ? t("materials_title", { n: materials.length })
+                                                       : t("no_materials");
+  $("#materials").replaceChildren(...materials.map((m) => el("li", {}, m)));
+  const facts = [["time_limit", g.time_limit], ["fee", g.fee], ["where", whereOf(s)],
+                 ["basis", g.basis], ["notes", g.notes]].filter(([, value]) => value);
+  $("#facts").replaceChildren(...facts.map(([key, value]) =>
+    el("div", { class: `fact fact-${key}` }, el("dt", {}, t(key)), el("dd", {}, value))));
+  requestAnimationFrame(checkMore);
+}
+
+// A long list scrolls inside its panel; say so until its end is in view.
+function checkMore() {
+  const box = $("#materials");
+  const more = box.scrollHeight - box.scrollTop - box.clientHeight > 4;
+  $("#materials-more").hidden = !more;
+  box.parentElement.classList.toggle("has-more", more);
+}
+
+function buildResult() {
+  const s = services.get(ticket.service);
+  $("#result-number").textContent = ticket.number;
+  $("#result-service").textContent = s ? svcName(s) : ticket.service_name;
+  $("#result-priority").hidden = !ticket.priority;
+  $("#result-ahead").textContent = t("ahead_n", { n: ticket.waiting_ahead ?? 0 });
+  $("#result-wait").textContent = ticket.waiting_ahead ? waitWords(ticket.est_wait_min, ticket.waiting_ahead)
+                                                       : t("est_soon");
+  $("#result-where").textContent = whereOf(s) || ticket.window_name || "";
+  const status = ticket.print ? ticket.print.status : "none";
+  $("#print-ok").hidden = status !== "printed";
+  $("#print-failed").hidden = status === "printed";
+  $("#print-failed-title").textContent = t(status === "failed" ? "print_failed_title" : "print_none_title");
+  $("#print-failed-text").textContent = t("print_failed_text");
+  const qr = $("#result-qr");
+  const src = `/api/v1/tickets/${encodeURIComponent(ticket.id)}/qr.svg`;
+  if (status !== "printed" && qr.getAttribute("src") !== src) qr.src = src;
+  qr.alt = t("qr_alt");
+  document.body.classList.toggle("print-failed", status !== "printed");
+}
+
+// ------------------------------------------------------------ taking a number
+
+async function take(priority) {
+  if (busy || !serviceId) return;
+  busy = true;
+  hideProblem();
+  setBusy(true);
+  try {
+    ticket = await api("POST", "/tickets", {
+      body: { service: serviceId, priority, terminal }, token: kioskToken, timeoutMs: 20000,
+    });
+    buildResult();
+    show("result");
+  } catch (error) {
+    showProblem(error);
+  } finally {
+    busy = false;
+    setBusy(false);
+    touched();
+  }
+}
+
+function setBusy(on) {
+  $("#issue-busy").hidden = !on;
+  for (const button of document.querySelectorAll("#screen-guide button")) button.disabled = on;
+  document.body.classList.toggle("busy", on);
+}
+
+function showProblem(error) {
+  const status = error instanceof ApiError ? error.status : 0;
+  let key = "err_other";
+  if (status === 401 || status === 403) { key = "err_auth"; askToken(); }
+  else if (status === 422) key = "err_422";
+  else if (status === 503) key = "err_503";
+  else if (status === 0) key = "err_0";
+  const text = $("#issue-problem-text");
+  text.dataset.t = key;
+  text.textContent = t(key);
+  text.title = error.detail || "";        // the daemon's words, for a technician
+  $("#issue-problem").hidden = false;
+  document.body.classList.add("has-problem");
+}
+
+function hideProblem() {
+  $("#issue-problem").hidden = true;
+  document.body.classList.remove("has-problem");
+}
+
+// ------------------------------------------------------------ elder mode, language, idle
+
+function setElder(on) {
+  elder = on;
+  document.body.classList.toggle("elder", on);
+  $("#elder").setAttribute("aria-pressed", on ? "true" : "false");
+  requestAnimationFrame(checkMore);
+}
+
+function touched() {
+  idleDeadline = Date.now() + IDLE_S * 1000;
+}
+
+function pristine() {
+  return screen === "start" && !elder && lang === "zh" && $("#start-problem").hidden;
+}
+
+function resetForNext() {
+  hideProblem();
+  categoryId = null;
+  serviceId = null;
+  ticket = null;
+  document.body.classList.remove("print-failed");
+  setElder(false);
+  if (lang !== "zh") setLang("zh", { remember: false });
+  render();
+  show("start");
+}
+
+function idleTick() {
+  const left = Math.ceil((idleDeadline - Date.now()) / 1000);
+  if (screen === "result") $("#idle-note").textContent = t("idle_note", { n: Math.max(0, left) });
+  if (left > 0 || busy || screen === "setup") return;
+  touched();
+  if (!pristine()) resetForNext();
+}
+
+// ------------------------------------------------------------ the hall, kept current
+
+async function loadHall() {
+  try {
+    hall = await syncClock();
+    $("#hall-name").textContent = hall.name;
+    tickClock();
+  } catch {
+    setTimeout(loadHall, 5000);
+  }
+}
+
+let refreshTimer = null;
+let lastRefresh = 0;
+
+function refreshSoon() {
+  if (refreshTimer !== null) return;
+  const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
+  refreshTimer = setTimeout(() => { refreshTimer = null; loadServices(); }, wait);
+}
+
+async function loadServices() {
+  lastRefresh = Date.now();
+  try {
+    const [list, hallNow] = await Promise.all([api("GET", "/services"),
+                                               hall ? Promise.resolve(hall) : api("GET", "/hall")]);
+    hall = hall || hallNow;
+    services = new Map(list.map((s) => [s.id, s]));
+    const given = (hall && hall.categories) || [];
+    categories = given.map((c) => ({ ...c, services: c.services.filter((id) => services.has(id)) }))
+                      .filter((c) => c.services.length);
+    const placed = new Set(categories.flatMap((c) => c.services));
+    const rest = list.filter((s) => !placed.has(s.id)).map((s) => s.id);
+    if (rest.length) categories.push({ id: "other", name: "其他服务", name_en: "Other services", services: rest });
+    $("#start-problem").hidden = true;
+    render();
+    document.body.dataset.ready = "1";
+  } catch (error) {
+    if (!services.size) {
+      const box = $("#start-problem");
+      box.dataset.t = "services_unreachable";
+      box.textContent = t("services_unreachable");
+      box.hidden = false;
+    }
+    if (error.status === 0 || error.status >= 500) setTimeout(refreshSoon, 5000);
+  }
+}
+
+let clockFormat = null;
+
+function tickClock() {
+  if (!hall) return;
+  try {
+    clockFormat ||= new Intl.DateTimeFormat("zh-CN", { timeZone: hall.timezone, hour: "2-digit",
+                                                       minute: "2-digit", hourCycle: "h23" });
+    $("#clock").textContent = clockFormat.format(new Date(now()));
+  } catch { /* an unknown time zone: no clock */ }
+}
+
+// ------------------------------------------------------------ heartbeat, reload, token
+
+let linkOk = true;
+
+function showLink(ok) {
+  linkOk = ok;
+  const dot = $("#link");
+  dot.classList.toggle("lost", !ok);
+  dot.dataset.tLabel = ok ? "link_ok" : "link_lost";
+  dot.setAttribute("aria-label", t(dot.dataset.tLabel));
+  dot.title = t(dot.dataset.tLabel);
+}
+
+async function heartbeat() {
+  clearTimeout(heartbeatTimer);
+  let next = 5;
+  try {
+    const answer = await api("POST", `/devices/${encodeURIComponent(terminal)}/heartbeat`, {
+      body: { page: "kiosk", screen: `${innerWidth}x${innerHeight}`, lang, elder },
+      token: kioskToken, timeoutMs: 5000,
+    });
+    showLink(true);
+    next = Number(answer.interval_s) || 5;
+    if (reloadKey === null) reloadKey = answer.reload_key;
+    else if (answer.reload_key !== reloadKey) {
+      // A technician asked, or the daemon restarted: reload, but never under a
+      // citizen's finger — wait for the start screen.
+      reloadPending = true;
+      if (screen === "start" && !busy) { location.reload(); return; }
+    }
+  } catch (error) {
+    showLink(false);
+    if (error.status === 401 || error.status === 403) askToken();
+    else if (error.status === 404 || error.status === 409 || error.status === 422) {
+      setupProblem(error.detail);
+    }
+  }
+  heartbeatTimer = setTimeout(heartbeat, next * 1000);
+}
+
+function askToken() {
+  $("#token-form").hidden = false;
+}
+
+function saveToken(event) {
+  event.preventDefault();
+  const value = $("#token-input").value.trim();
+  setToken("kiosk", value);
+  kioskToken = value;
+  $("#token-input").value = "";
+  $("#token-form").hidden = true;
+  heartbeat();
+}
+
+function setupProblem(detail) {
+  const text = $("#setup-detail");
+  text.textContent = t("setup_bad", { terminal, detail });
+  text.hidden = false;
+  showSetup();
+}
+
+function showSetup() {
+  $("#setup-text").textContent = t("setup_text");
+  $("#setup-example").textContent = `${location.origin}/ui/kiosk?terminal=kiosk_1#token=…`;
+  show("setup");
+}
+
+// ------------------------------------------------------------ start
+
+function wire() {
+  for (const type of ["pointerdown", "touchstart", "keydown", "wheel", "scroll"]) {
+    document.addEventListener(type, touched, { capture: true, passive: true });
+  }
+  $("#elder").addEventListener("click", () => { setElder(!elder); });
+  $("#lang").addEventListener("click", () => {
+    setLang(lang === "zh" ? "en" : "zh", { remember: false });
+    render();
+    if (screen === "setup") showSetup();
+  });
+  for (const button of document.querySelectorAll("[data-go]")) {
+    button.addEventListener("click", () => { hideProblem(); show(button.dataset.go); });
+  }
+  $("#guide-back").addEventListener("click", () => {
+    hideProblem();
+    show(categoryId && categories.length > 1 ? "services" : "start");
+  });
+  $("#take").addEventListener("click", () => take(false));
+  $("#take-priority").addEventListener("click", () => take(true));
+  $("#done").addEventListener("click", () => resetForNext());
+  $("#materials").addEventListener("scroll", checkMore, { passive: true });
+  addEventListener("resize", () => requestAnimationFrame(checkMore));
+  $("#token-form").addEventListener("submit", saveToken);
+}
+
+function boot() {
+  wire();
+  render();
+  loadHall();
+  if (!terminal) { showSetup(); return; }
+  loadServices();
+  follow({
+    onEvent(event) {
+      if (event.type.startsWith("ticket.") || event.type === "window.changed") refreshSoon();
+    },
+    onLive: refreshSoon,
+  });
+  heartbeat();
+  setInterval(refreshSoon, PERIODIC_MS);
+  setInterval(idleTick, 250);
+  setInterval(tickClock, 5000);
+}
+
+boot();
