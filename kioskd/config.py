@@ -34,6 +34,7 @@ class Guide:
     fee: str = ""
     basis: str = ""       # the legal basis, free text
     notes: str = ""       # anything else the citizen should know
+    where: str = ""       # where to go in the hall ("二楼B区"); "" = the windows serving it
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class Service:
     code: str
     guide: Guide = field(default_factory=Guide)
     service_time_min: float = 5.0   # assumed minutes per ticket until real figures exist
+    name_en: str = ""               # the kiosk's English screens; "" = the Chinese name
+
+
+@dataclass(frozen=True)
+class Category:
+    """A group of services on the kiosk's first screen (不动产, 企业服务, ...)."""
+
+    id: str
+    name: str
+    services: tuple[str, ...]
+    name_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class Config:
     windows: tuple[Window, ...] = ()
     devices: dict[str, Device] = field(default_factory=dict)
     path: Path | None = None
+    categories: tuple[Category, ...] = ()
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -119,6 +132,7 @@ class Config:
 # Loading and validation
 # ---------------------------------------------------------------------------
 
+TERMINAL_OFFLINE_AFTER_S = 15.0   # a terminal's page silent this long: the terminal is offline
 KNOWN_DRIVERS = frozenset({"escpos", "modbus_digits", "framed_text", "voice", "terminal"})
 BOARD_DRIVERS = frozenset({"modbus_digits", "framed_text"})   # what a window's `board` may name
 PRINTER_DRIVERS = frozenset({"escpos"})                        # what a terminal's printer may name
@@ -128,16 +142,18 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 
 # Problems come out in this order, whatever order the tables had in the file.
-_SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "windows": 4, "devices": 5}
+_SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "categories": 4, "windows": 5,
+                  "devices": 6}
 
 _HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
               "print_materials")
 _SERVER_KEYS = ("host", "port", "public_url")
 _AUTH_ROLES = ("kiosk", "technician", "supervisor")
-_SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min")
-_GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes")
+_SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min", "name_en")
+_GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes", "where")
+_CATEGORY_KEYS = ("id", "name", "name_en", "services")
 _WINDOW_KEYS = ("id", "name", "services", "board", "temporary", "voice")
-_TERMINAL_KEYS = ("driver", "printer", "fallback_printer")
+_TERMINAL_KEYS = ("driver", "printer", "fallback_printer", "offline_after_s")
 _COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_limit")
 
 # ${NAME} expands from the environment; $${ is a literal ${; any other ${ is malformed.
@@ -253,7 +269,8 @@ class _Reader:
         self.problems: list[tuple[int, int, str]] = []
         # Every id written in the file, including entries dropped for their own problems:
         # a reference to one of those is not reported again as a dangling reference.
-        self.ids_in_file: dict[str, set[str]] = {"services": set(), "windows": set(), "devices": set()}
+        self.ids_in_file: dict[str, set[str]] = {"services": set(), "windows": set(), "devices": set(),
+                                                 "categories": set()}
 
     # -- problems -----------------------------------------------------------
 
@@ -281,13 +298,14 @@ class _Reader:
         hall = self.read_hall(data.get("hall", _MISSING))
         server = self.read_server(data.get("server", _MISSING))
         services = self.read_services(data.get("services", _MISSING))
+        categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
         windows = self.read_windows(data.get("windows", _MISSING), services, devices)
         auth = self.read_auth(data.get("auth", _MISSING), windows)
         if self.problems or hall is None:
             return None
         return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
-                      windows=tuple(windows.values()), devices=devices)
+                      windows=tuple(windows.values()), devices=devices, categories=categories)
 
     def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
         if value is _MISSING:
@@ -374,14 +392,49 @@ class _Reader:
                     prefix_owner[prefix] = f"'{service_id}'" if service_id else f"#{position}"
             code = t.string("code", required=True)
             minutes = t.number("service_time_min", 5.0, above=0)
+            name_en = t.string("name_en", "", allow_empty=True) or ""
             t.finish(_SERVICE_KEYS)
             guide = self.read_guide(f"{label[:-1]}.guide]", t.raw("guide"))
             if service_id is None:
                 continue
             first_at[service_id] = position
             services[service_id] = Service(id=service_id, name=name or "", prefix=prefix or "",
-                                           code=code or "", guide=guide, service_time_min=minutes)
+                                           code=code or "", guide=guide, service_time_min=minutes,
+                                           name_en=name_en)
         return services
+
+    def read_categories(self, value: Any, services: dict[str, Service]) -> tuple[Category, ...]:
+        """The kiosk's groups of services, in the order the file gives them; a
+        service belongs to one category at most."""
+        categories: list[Category] = []
+        first_at: dict[str, int] = {}
+        owner: dict[str, str] = {}
+        for position, entry in enumerate(self.array_of_tables("categories", value), start=1):
+            category_id, label = self.entry_id("categories", "category", position, entry, first_at)
+            t = self.table(label, entry)
+            if t is None:
+                continue
+            name = t.string("name", required=True)
+            name_en = t.string("name_en", "", allow_empty=True) or ""
+            members = t.strings("services", required=True) or ()
+            if t.raw("services") == []:
+                t.problem("services", "lists no service")
+            for service_id in members:
+                if service_id not in services and service_id not in self.ids_in_file["services"]:
+                    t.problem("services", f"unknown service '{service_id}'"
+                                          f"{_suggest(service_id, services)}")
+                elif service_id in owner:
+                    t.problem("services", f"service '{service_id}' is already in category "
+                                          f"'{owner[service_id]}'")
+                elif category_id is not None:
+                    owner[service_id] = category_id
+            t.finish(_CATEGORY_KEYS)
+            if category_id is None:
+                continue
+            first_at[category_id] = position
+            categories.append(Category(id=category_id, name=name or "", services=tuple(members),
+                                       name_en=name_en))
+        return tuple(categories)
 
     def read_guide(self, label: str, value: Any) -> Guide:
         t = self.table(label, value)
@@ -393,6 +446,7 @@ class _Reader:
             fee=t.string("fee", "", allow_empty=True) or "",
             basis=t.string("basis", "", allow_empty=True) or "",
             notes=t.string("notes", "", allow_empty=True) or "",
+            where=t.string("where", "", allow_empty=True) or "",
         )
         t.finish(_GUIDE_KEYS)
         return guide
@@ -470,6 +524,8 @@ class _Reader:
                     options[key] = printer
             if options.get("fallback_printer") and options.get("fallback_printer") == options.get("printer"):
                 d.problem("fallback_printer", "is the same device as printer")
+            options["offline_after_s"] = d.number("offline_after_s", TERMINAL_OFFLINE_AFTER_S,
+                                                  above=0)
             d.finish(_TERMINAL_KEYS)
             if device_id in devices:
                 devices[device_id] = replace(devices[device_id], options=options)

@@ -33,6 +33,7 @@ from drivers.base import Alert, DeviceError, DeviceFault, Driver, Health, State
 from .aio import within
 from .config import Config, Device
 from .store import Store
+from .terminals import Terminals
 
 T = TypeVar("T")
 
@@ -365,9 +366,9 @@ class Supervisor:
         self.store = store
         self.clock = clock
         self.devices: dict[str, Supervised] = {}
-        self.started = clock()
         # called with a device's id each time it is (re)connected: boards restore their content
         self.on_connected: list[Callable[[str], None]] = []
+        self.terminals = Terminals(config, clock, self.emit)
 
     async def start(self) -> None:
         data_dir = self.config.hall.data_dir
@@ -376,8 +377,10 @@ class Supervisor:
                 continue
             supervised = self.devices[device.id] = Supervised(device, self)
             supervised.start(data_dir)
+        self.terminals.start()
 
     async def stop(self) -> None:
+        await self.terminals.stop()
         await asyncio.gather(*(d.stop() for d in self.devices.values()))
 
     def get(self, device_id: str) -> Supervised:
@@ -411,10 +414,11 @@ class Supervisor:
             log.error("%s: could not record %s: %s", data.get("device"), type, exc)
 
     def _terminal(self, device: Device) -> DeviceStatus:
-        """A touch-query terminal: ready; what it prints on is its detail."""
-        printers = {key: device.options[key] for key in ("printer", "fallback_printer")
-                    if device.options.get(key)}
-        detail: dict[str, Any] = dict(printers)
-        for key, printer in printers.items():
-            detail[f"{key}_state"] = self.get(printer).status.state.value
-        return DeviceStatus(device.id, device.driver, State.READY, self.started, detail)
+        """A touch-query terminal: as alive as its page (see terminals.py); what it
+        prints on is in its detail."""
+        state, since, problem, detail = self.terminals.state(device.id)
+        for key in ("printer", "fallback_printer"):
+            if printer := device.options.get(key):
+                detail[key] = printer
+                detail[f"{key}_state"] = self.get(printer).status.state.value
+        return DeviceStatus(device.id, device.driver, state, since, detail, problem)

@@ -23,7 +23,7 @@ log = logging.getLogger("kioskd.printing")
 
 def status_url(config: Config, ticket_id: str) -> str:
     """Where a phone that scans the ticket's QR code reads the ticket's state."""
-    return f"{config.server.base_url}/api/v1/tickets/{ticket_id}"
+    return f"{config.server.base_url}/ui/ticket/{ticket_id}"
 
 
 class Printing:

@@ -457,6 +457,17 @@ class Queue:
             likely += [(window, ticket) for ticket in heads.values()]
         return likely
 
+    async def waiting_for(self, window_id: str, limit: int) -> tuple[int, list[Ticket]]:
+        """How many tickets `window_id` could call, and the first `limit` of them
+        in the order it would call them."""
+        return await self._run(self._waiting_for, window_id, limit)
+
+    def _waiting_for(self, tx: Tx, now: float, window_id: str, limit: int
+                     ) -> tuple[int, list[Ticket]]:
+        window, _record = self._window(tx, window_id)
+        return (tx.count_waiting_for(window.services, window.id),
+                tx.waiting_for(window.services, window.id, limit))
+
     # -- the hall at a glance ------------------------------------------------------
 
     async def load(self) -> list[ServiceLoad]:

@@ -53,6 +53,8 @@ class Tx(Protocol):
     def update_ticket(self, ticket: Ticket) -> None: ...
     def ticket(self, ticket_id: str) -> Ticket | None: ...
     def first_waiting(self, services: Sequence[str], window: str) -> Ticket | None: ...
+    def waiting_for(self, services: Sequence[str], window: str, limit: int) -> list[Ticket]: ...
+    def count_waiting_for(self, services: Sequence[str], window: str) -> int: ...
     def waiting_line(self, service: str, priority: bool) -> list[Ticket]: ...
     def count_ahead(self, ticket: Ticket) -> int: ...
     def waiting_counts(self) -> dict[str, int]: ...
@@ -66,6 +68,9 @@ class Tx(Protocol):
     def emit(self, type: str, at: float, data: dict[str, Any]) -> Event: ...
     def events_after(self, after_id: int, limit: int) -> list[Event]: ...
     def last_event_id(self) -> int: ...
+    def tickets_of_day(self, day: str) -> list[Ticket]: ...
+    def events_between(self, types: Sequence[str], start: float, end: float) -> list[Event]: ...
+    def last_events_by(self, type: str, keys: Sequence[str]) -> list[Event]: ...
 
 
 class Store(Protocol):
@@ -74,6 +79,7 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def transact(self, fn: Callable[[Tx], T]) -> T: ...
+    async def read(self, fn: Callable[[Tx], T]) -> T: ...
 
 
 # Each entry brings the schema from the version before it to its own number.
@@ -135,6 +141,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tickets_waiting_by_service
         ON tickets (service, priority, queue_at, seq, status, target_window)
         WHERE status = 'waiting' AND target_window IS NULL;   -- covering: no row reads
+    """,
+    # 3: a day's calls and transfers (statistics) and the alerts are read by type and
+    # time, not by scanning a year of events
+    """
+    CREATE INDEX IF NOT EXISTS events_by_type ON events (type, at);
     """,
 ]
 
@@ -228,11 +239,23 @@ class SQLiteTx:
         return self._one(f"{_SELECT_TICKET} WHERE id = ?", (ticket_id,))
 
     def first_waiting(self, services: Sequence[str], window: str) -> Ticket | None:
+        found = self.waiting_for(services, window, 1)
+        return found[0] if found else None
+
+    def waiting_for(self, services: Sequence[str], window: str, limit: int) -> list[Ticket]:
+        """The tickets `window` would call next, in the order it would call them."""
         marks = ", ".join("?" for _ in services) or "NULL"
-        return self._one(
+        return self._all(
             f"{_SELECT_TICKET} INDEXED BY tickets_waiting WHERE status = 'waiting' AND "
             f"((target_window IS NULL AND service IN ({marks})) OR target_window = ?) "
-            "ORDER BY priority DESC, queue_at, seq LIMIT 1", (*services, window))
+            "ORDER BY priority DESC, queue_at, seq LIMIT ?", (*services, window, limit))
+
+    def count_waiting_for(self, services: Sequence[str], window: str) -> int:
+        marks = ", ".join("?" for _ in services) or "NULL"
+        return self.conn.execute(
+            "SELECT count(*) FROM tickets INDEXED BY tickets_waiting WHERE status = 'waiting' AND "
+            f"((target_window IS NULL AND service IN ({marks})) OR target_window = ?)",
+            (*services, window)).fetchone()[0]
 
     def waiting_line(self, service: str, priority: bool) -> list[Ticket]:
         return self._all(
@@ -319,6 +342,30 @@ class SQLiteTx:
     def last_event_id(self) -> int:
         return self.conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
 
+    def tickets_of_day(self, day: str) -> list[Ticket]:
+        """Every ticket whose number belongs to `day`, in issue order."""
+        return self._all(f"{_SELECT_TICKET} WHERE day = ? ORDER BY seq", (day,))
+
+    def events_between(self, types: Sequence[str], start: float, end: float) -> list[Event]:
+        """The events of these types written at `start` <= at < `end`, in log order."""
+        marks = ", ".join("?" for _ in types) or "NULL"
+        rows = self.conn.execute(
+            f"SELECT id, at, type, data FROM events INDEXED BY events_by_type "
+            f"WHERE type IN ({marks}) AND at >= ? AND at < ? ORDER BY id",
+            (*types, start, end)).fetchall()
+        return [_event(r) for r in rows]
+
+    def last_events_by(self, type: str, keys: Sequence[str]) -> list[Event]:
+        """The last event of `type` for each distinct value of its data's `keys`
+        (e.g. the last `alert` of each device and kind), newest first."""
+        group = ", ".join("json_extract(data, ?)" for _ in keys) or "NULL"
+        rows = self.conn.execute(
+            "SELECT id, at, type, data FROM events WHERE id IN ("
+            f"  SELECT max(id) FROM events INDEXED BY events_by_type WHERE type = ? "
+            f"  GROUP BY {group}) ORDER BY id DESC",
+            (type, *(f'$."{key}"' for key in keys))).fetchall()
+        return [_event(r) for r in rows]
+
 
 class SQLiteStore:
     """The embedded store: one SQLite file, one connection, group commit.
@@ -364,6 +411,25 @@ class SQLiteStore:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="kioskd-store-commit")
         return await future
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn(tx)` in a worker thread on a read-only connection of its own: for
+        reads too large for the loop (a day's statistics). It sees one snapshot of
+        what was committed when it began, never what a batch has not yet committed,
+        and holds up no call or issue; `tx` refuses writes."""
+        if not self._accepting:
+            raise StoreClosed("the store is closed")
+        return await asyncio.to_thread(self._read, fn)
+
+    def _read(self, fn: Callable[[Tx], T]) -> T:
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("BEGIN")                 # one snapshot for every statement of fn
+            return fn(SQLiteTx(conn))
+        finally:
+            conn.close()
 
     async def _flush(self) -> None:
         """Run and commit batches until nothing is pending."""

@@ -30,8 +30,10 @@ router = APIRouter(include_in_schema=False)
 
 
 def _page(name: str) -> FileResponse:
-    return FileResponse(UI_DIR / f"{name}.html", media_type="text/html; charset=utf-8",
-                        headers=HEADERS)
+    path = UI_DIR / f"{name}.html"
+    if not path.is_file():            # an install without its pages: say so, no 500
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"page '{name}' is not installed ({path})")
+    return FileResponse(path, media_type="text/html; charset=utf-8", headers=HEADERS)
 
 
 @router.get("/ui", response_class=HTMLResponse)

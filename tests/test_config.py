@@ -78,7 +78,7 @@ def test_the_demo_hall_has_comprehensive_specialised_and_temporary_windows():
 
 def test_the_demo_kiosk_prints_on_the_demo_printer():
     config = load_config(SHIPPED, env={})
-    assert config.devices["kiosk_1"].options == {"printer": "printer_1"}
+    assert config.devices["kiosk_1"].options == {"printer": "printer_1", "offline_after_s": 15.0}
     printer = config.devices["printer_1"]
     assert printer.driver == "escpos"
     assert printer.options["connection"] == "tcp://127.0.0.1:9100"
@@ -712,7 +712,8 @@ PRINTERS = ('[devices.printer_1]\ndriver = "escpos"\nconnection = "tcp://10.0.0.
 def test_a_terminal_with_its_printer_and_a_fallback(tmp_path):
     config = load(tmp_path, PRINTERS + '[devices.kiosk_1]\ndriver = "terminal"\nprinter = "printer_1"\n'
                                        'fallback_printer = "printer_2"\n')
-    assert config.devices["kiosk_1"].options == {"printer": "printer_1", "fallback_printer": "printer_2"}
+    assert config.devices["kiosk_1"].options == {"printer": "printer_1", "fallback_printer": "printer_2",
+                                                 "offline_after_s": 15.0}
 
 
 def test_a_terminal_needs_a_printer(tmp_path):

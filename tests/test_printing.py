@@ -136,7 +136,7 @@ async def test_a_ticket_taken_at_the_kiosk_prints_in_chinese_with_its_qr_code(
         assert number is not None and number.width >= 2 and number.height >= 2
         assert "1号窗口" in paper.text() and "4号窗口" in paper.text()
         assert "临时窗口" not in paper.text()          # a temporary window is not promised
-        assert paper.qr_codes == [f"http://127.0.0.1:8080/api/v1/tickets/{ticket['id']}"]
+        assert paper.qr_codes == [f"http://127.0.0.1:8080/ui/ticket/{ticket['id']}"]
         assert paper.cut
         assert "?" not in paper.text()
 
@@ -326,8 +326,9 @@ async def test_the_technician_sees_every_device_prints_a_test_page_and_reconnect
         assert by_id["printer_1"]["driver"] == "escpos"
         assert by_id["printer_1"]["detail"]["profile"] == "80mm"
         assert by_id["printer_1"]["detail"]["paper"] == "ok"
-        assert by_id["kiosk_1"]["state"] == "ready"
+        assert by_id["kiosk_1"]["state"] == "offline"        # until its page reports
         assert by_id["kiosk_1"]["detail"]["printer"] == "printer_1"
+        assert by_id["kiosk_1"]["detail"]["printer_state"] == "ready"
         for device in by_id.values():
             assert set(device) == {"id", "driver", "state", "detail", "last_error", "since"}
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from pathlib import Path
+
+from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from ..devices import Supervised, Supervisor, UnknownDevice
 from .deps import GuardedRoute, roles
-from .models import DeviceOut, DeviceProblem, Problem
+from .models import DeviceOut, DeviceProblem, HeartbeatIn, HeartbeatOut, Problem
 
 router = APIRouter(tags=["devices"], route_class=GuardedRoute,
                    dependencies=[roles("technician", "supervisor")])
+# what a terminal's own page calls, with the kiosk's token
+terminal_router = APIRouter(tags=["devices"], route_class=GuardedRoute,
+                            dependencies=[roles("kiosk", "technician", "supervisor")])
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 503: {"model": DeviceProblem}}
@@ -69,6 +74,49 @@ async def reconnect(device_id: str, request: Request) -> DeviceOut:
     """Answers after the attempt, with the state it led to."""
     await _supervised(request, device_id).reconnect()
     return _out(request, device_id).answer()
+
+
+def _terminal(request: Request, device_id: str) -> str:
+    _known(request, device_id)
+    if device_id not in _devices(request).terminals:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"'{device_id}' is not a terminal")
+    return device_id
+
+
+@terminal_router.post("/devices/{device_id}/heartbeat", response_model=HeartbeatOut,
+                      responses=ERRORS, summary="A terminal's page reports that it is alive")
+async def heartbeat(device_id: str, request: Request,
+                    body: HeartbeatIn | None = Body(None)) -> HeartbeatOut:
+    """The kiosk page calls this every `interval_s`. The terminal is `ready` while
+    it does and `offline` once it has been silent for the terminal's
+    `offline_after_s`. When `reload_key` changes, the page reloads itself."""
+    terminals = _devices(request).terminals
+    report = body.model_dump(exclude_none=True) if body else {}
+    report["address"] = request.client.host if request.client else None
+    return HeartbeatOut(**await terminals.heartbeat(_terminal(request, device_id), report))
+
+
+@router.post("/devices/{device_id}/reload", response_model=DeviceOut, responses=ERRORS,
+             summary="Ask a terminal's page to reload itself")
+async def reload(device_id: str, request: Request) -> DeviceOut:
+    """The page learns it at its next report (within `heartbeat_s`). 409 for a
+    device that is not a terminal."""
+    _devices(request).terminals.ask_reload(_terminal(request, device_id))
+    return _out(request, device_id).answer()
+
+
+@router.get("/devices/{device_id}/last-announcement.wav", response_class=FileResponse,
+            responses={**ERRORS, 200: {"content": {"audio/wav": {}}}},
+            summary="A voice's last announcement, as it was played")
+async def last_announcement_wav(device_id: str, request: Request) -> FileResponse:
+    _known(request, device_id)
+    last = _devices(request).view(device_id).detail.get("last_announcement")
+    wav = Path(last["wav"]) if isinstance(last, dict) and last.get("wav") else None
+    if wav is None or not wav.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"'{device_id}' has no announcement to play (not a voice, "
+                            "nothing said yet, or its WAV was evicted from the cache)")
+    return FileResponse(wav, media_type="audio/wav")
 
 
 @router.get("/devices/{device_id}/last-ticket.png", name="last_ticket_png",

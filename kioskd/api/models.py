@@ -98,8 +98,12 @@ class CurrentTicket(BaseModel):
     id: str
     number: str
     service: str
+    service_name: str
     status: TicketStatus
+    priority: bool
+    issued_at: str
     called_at: str | None
+    started_at: str | None
     recalls: int
 
 
@@ -118,9 +122,13 @@ class WindowOut(Answer):
         c = view.current
         current = None
         if c is not None:
+            service = queue.config.service(c.service)
             current = CurrentTicket(id=c.id, number=c.number, service=c.service,
-                                    status=c.status.value, called_at=queue.iso(c.called_at),
-                                    recalls=c.recalls)
+                                    service_name=service.name if service else c.service,
+                                    status=c.status.value, priority=c.priority,
+                                    issued_at=queue.iso(c.issued_at),
+                                    called_at=queue.iso(c.called_at),
+                                    started_at=queue.iso(c.started_at), recalls=c.recalls)
         return cls(id=view.window.id, name=view.window.name, state=view.record.state.value,
                    since=queue.iso(view.record.since), services=list(view.window.services),
                    temporary=view.window.temporary, board=view.window.board, current=current)
@@ -132,27 +140,117 @@ class GuideOut(BaseModel):
     fee: str
     basis: str
     notes: str
+    where: str = Field(description="where in the hall to go; \"\" = see `windows`")
+
+
+class ServingWindow(BaseModel):
+    id: str
+    name: str
+    state: Literal["open", "paused", "closed"]
 
 
 class ServiceOut(BaseModel):
     id: str
     name: str
+    name_en: str | None = Field(description="the English name, when the hall gives one")
+    category: str = Field(description="its category's id (GET /hall); `other` when in none")
     prefix: str
     code: str = Field(description="the standard item code")
     guide: GuideOut
     waiting: int
     open_windows: int = Field(description="windows open now that serve it")
     est_wait_min: int | None = Field(description="estimated wait for a ticket taken now")
+    windows: list[ServingWindow] = Field(description="the windows serving it, and their state")
 
     @classmethod
-    def of(cls, config: Config, load: ServiceLoad) -> ServiceOut:
+    def of(cls, config: Config, load: ServiceLoad, windows: list[WindowView]) -> ServiceOut:
         s = config.service(load.service)
         g = s.guide
-        return cls(id=s.id, name=s.name, prefix=s.prefix, code=s.code,
+        category = next((c.id for c in config.categories if s.id in c.services), OTHER)
+        return cls(id=s.id, name=s.name, name_en=s.name_en or None, category=category,
+                   prefix=s.prefix, code=s.code,
                    guide=GuideOut(materials=list(g.materials), time_limit=g.time_limit,
-                                  fee=g.fee, basis=g.basis, notes=g.notes),
+                                  fee=g.fee, basis=g.basis, notes=g.notes, where=g.where),
                    waiting=load.waiting, open_windows=load.open_windows,
-                   est_wait_min=load.est_wait_min)
+                   est_wait_min=load.est_wait_min,
+                   windows=[ServingWindow(id=v.window.id, name=v.window.name,
+                                          state=v.record.state.value)
+                            for v in windows if s.id in v.window.services])
+
+
+OTHER = "other"       # the category of services the hall put in none
+
+
+class CategoryOut(BaseModel):
+    id: str
+    name: str
+    name_en: str | None
+    services: list[str] = Field(description="service ids, in the kiosk's order")
+
+
+class HallOut(BaseModel):
+    name: str
+    timezone: str
+    day: str = Field(description="the hall's local date now")
+    now: str = Field(description="the daemon's clock, for pages on a PC whose clock is off")
+    public_url: str = Field(description="how a phone reaches the daemon")
+    categories: list[CategoryOut] = Field(description="the kiosk's groups of services, in "
+                                          "order; services in none come last, under `other`")
+
+    @classmethod
+    def of(cls, config: Config, day: str, now: str) -> HallOut:
+        categories = [CategoryOut(id=c.id, name=c.name, name_en=c.name_en or None,
+                                  services=list(c.services)) for c in config.categories]
+        placed = {s for c in config.categories for s in c.services}
+        rest = [s.id for s in config.services if s.id not in placed]
+        if rest:
+            categories.append(CategoryOut(id=OTHER, name="其他服务", name_en="Other services",
+                                          services=rest))
+        return cls(name=config.hall.name, timezone=config.hall.timezone, day=day, now=now,
+                   public_url=config.server.base_url, categories=categories)
+
+
+class CallOut(BaseModel):
+    event_id: int
+    ticket: str
+    number: str
+    service: str
+    service_name: str
+    window: str
+    window_name: str
+    at: str
+    recalled: bool = Field(description="the latest call of this ticket was a recall")
+
+
+class WaitingTicket(BaseModel):
+    id: str
+    number: str
+    service: str
+    service_name: str
+    priority: bool
+    issued_at: str
+    target_window: str | None
+
+
+class WindowWaitingOut(BaseModel):
+    window: str
+    count: int = Field(description="every ticket this window could call now")
+    tickets: list[WaitingTicket] = Field(description="the first of them, in call order")
+
+
+class HeartbeatIn(StrictBody):
+    page: str | None = Field(None, max_length=40, description="which page reports: kiosk")
+    screen: str | None = Field(None, max_length=20, description="its size, e.g. 1080x1920")
+    lang: str | None = Field(None, max_length=10)
+    elder: StrictBool | None = Field(None, description="elder mode is on")
+
+
+class HeartbeatOut(BaseModel):
+    device: str
+    state: Literal["ready", "degraded", "offline", "disabled"]
+    reload_key: str = Field(description="reload the page when this changes from the "
+                            "first value seen (a technician asked, or the daemon restarted)")
+    interval_s: float = Field(description="report again after this many seconds")
 
 
 class ServiceLine(BaseModel):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Request, status
+import qrcode
+import qrcode.image.svg
+from fastapi import APIRouter, Body, Request, Response, status
 
 from ..config import Config
+from ..printing import status_url
 from ..queue import Invalid, Queue
 from .deps import GuardedRoute, any_window_or, roles
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
@@ -43,6 +46,20 @@ async def issue(body: IssueRequest, request: Request) -> TicketOut:
 async def get_ticket(ticket_id: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.ticket(ticket_id), queue).answer()
+
+
+@router.get("/tickets/{ticket_id}/qr.svg", response_class=Response, responses={
+                **ERRORS, 200: {"content": {"image/svg+xml": {}}}},
+            summary="The QR code of the ticket's status page, as a picture")
+async def ticket_qr(ticket_id: str, request: Request) -> Response:
+    """What a kiosk shows when the ticket could not be printed: a phone scanning it
+    opens `/ui/ticket/{id}`, the number and its place in line."""
+    queue: Queue = request.app.state.queue
+    view = await queue.ticket(ticket_id)            # 404 for an unknown ticket
+    image = qrcode.make(status_url(queue.config, view.ticket.id), box_size=10, border=2,
+                        image_factory=qrcode.image.svg.SvgPathImage)
+    return Response(image.to_string(encoding="unicode"), media_type="image/svg+xml",
+                    headers={"Cache-Control": "max-age=86400"})
 
 
 @router.post("/tickets/{ticket_id}/cancel", response_model=TicketOut, responses=ERRORS,

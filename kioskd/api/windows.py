@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from ..queue import Queue
 from .deps import GuardedRoute, roles, window_role
-from .models import Problem, TicketOut, TransferRequest, WindowOut
+from .models import (Problem, TicketOut, TransferRequest, WaitingTicket, WindowOut,
+                     WindowWaitingOut)
 
 router = APIRouter(tags=["windows"], route_class=GuardedRoute)
 
@@ -25,6 +26,23 @@ async def windows(request: Request) -> list[WindowOut]:
 async def window(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
     return WindowOut.of(await queue.window(w), queue).answer()
+
+
+@router.get("/windows/{w}/waiting", response_model=WindowWaitingOut, responses=ERRORS,
+            summary="What this window would call next, in order")
+async def waiting(w: str, request: Request,
+                  limit: int = Query(20, ge=0, le=200, description="list at most this many")
+                  ) -> WindowWaitingOut:
+    """Priority tickets first, then the longest waiting, among the services the
+    window serves and the tickets sent to it: the order call-next takes them."""
+    queue: Queue = request.app.state.queue
+    count, tickets = await queue.waiting_for(w, limit)
+    names = {s.id: s.name for s in queue.config.services}
+    return WindowWaitingOut(window=w, count=count, tickets=[
+        WaitingTicket(id=t.id, number=t.number, service=t.service,
+                      service_name=names.get(t.service, t.service), priority=t.priority,
+                      issued_at=queue.iso(t.issued_at), target_window=t.target_window)
+        for t in tickets])
 
 
 @router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK],
