@@ -811,3 +811,57 @@ def test_a_board_flash_time_is_not_negative(tmp_path):
     found = problems(tmp_path, text_board("hall", 1, 'shows = "hall"\nflash_s = -0.5\n'))
     assert found == ["[devices.hall] flash_s: -0.5 is out of range; expected 0 (never flash) "
                      "or more seconds"]
+
+
+# -- [[categories]]: the kiosk's groups of services ------------------------------------
+
+def test_categories_group_services_for_the_kiosk_in_file_order(tmp_path):
+    config = load_config(write(tmp_path, hall_toml("""
+        [[categories]]
+        id = "realty"
+        name = "不动产"
+        name_en = "Real estate"
+        services = ["property"]
+        """)), env={})
+    assert [(c.id, c.name, c.name_en, c.services) for c in config.categories] == [
+        ("realty", "不动产", "Real estate", ("property",))]
+
+
+def test_a_category_names_known_services_each_once_and_at_least_one(tmp_path):
+    found = problems(tmp_path, """
+        [[categories]]
+        id = "a"
+        name = "甲"
+        services = ["property", "propery"]
+
+        [[categories]]
+        id = "b"
+        name = "乙"
+        services = ["property"]
+
+        [[categories]]
+        id = "c"
+        services = []
+
+        [[categories]]
+        id = "a"
+        name = "重复"
+        services = []
+        """)
+    assert any("[categories.a] services: unknown service 'propery'" in p and "property" in p
+               for p in found), found
+    assert any("[categories.b] services: service 'property' is already in category 'a'" in p
+               for p in found), found
+    assert any("[categories.c]: missing key 'name'" in p for p in found), found
+    assert any("[categories.c] services: lists no service" in p for p in found), found
+    assert any("duplicate category id 'a'" in p for p in found), found
+
+
+def test_a_terminal_says_how_long_its_page_may_be_silent(tmp_path):
+    printer = '[devices.p]\ndriver = "escpos"\nconnection = "tcp://127.0.0.1:9100"\n'
+    config = load_config(write(tmp_path, hall_toml(
+        printer + '[devices.k]\ndriver = "terminal"\nprinter = "p"\noffline_after_s = 30\n')), env={})
+    assert config.devices["k"].options["offline_after_s"] == 30
+    found = problems(tmp_path, printer + '[devices.k]\ndriver = "terminal"\nprinter = "p"\n'
+                                         'offline_after_s = 0\n')
+    assert any("[devices.k] offline_after_s" in p for p in found), found
