@@ -39,9 +39,11 @@ DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the whole run; each test opens its own context."""
+    """One headless Chromium per test module (Playwright's own event loop ends with
+    the module, before the asyncio tests of the next one); each test opens its own
+    context."""
     from playwright.sync_api import sync_playwright
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh test installs Debian's chromium")
