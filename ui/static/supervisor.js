@@ -1,0 +1,548 @@
+// supervisor.js — the hall supervisor's page: who waits for what, how each window is
+// doing, today's waiting time hour by hour (an SVG drawn here), the open alerts, and
+// opening or closing windows. Everything follows the hall's events live.
+
+import {
+  $, api, el, follow, lang, now, setLang, setToken, syncClock, t, toast, token, translate, words,
+} from "./kioskd.js";
+
+const ROLE = "supervisor";
+const LONG_WAIT_MIN = 30;       // an estimate this long is worth a look …
+const VERY_LONG_WAIT_MIN = 60;  // … and this long needs a window opened
+const COALESCE_MS = 300;
+const STATS_EVERY_MS = 3000;    // statistics read the day's tickets: at most this often
+const POLL_MS = 30000;          // a safety net under the events
+const SVG = "http://www.w3.org/2000/svg";
+
+words({
+  zh: {
+    title: "大厅管理", refresh: "刷新", "lang.other": "English", tiles: "今日概况",
+    "token.title": "需要管理员令牌", "token.label": "令牌", "token.submit": "确定",
+    "token.missing": "这个页面需要大厅管理员的令牌。请输入令牌，或用带 #token=… 的地址打开。",
+    "token.wrong": "这个令牌没有管理员权限（{detail}）。请输入管理员令牌。",
+    "link.live": "● 实时连接", "link.lost": "● 连接中断，正在重连…",
+    "tile.waiting": "正在等候", "tile.windows": "开放窗口", "tile.issued": "今日取号", "tile.served": "已办结",
+    "tile.no_show": "未到", "tile.wait": "等候时间 中位 / 最长", "tile.alerts": "告警",
+    "min": "{n} 分钟", "min.short": "{n} 分",
+    "services.title": "各事项等候", "windows.title": "窗口负荷", "alerts.title": "未处理的告警",
+    "col.service": "事项", "col.waiting": "等候人数", "col.open": "开放窗口", "col.est": "预计等候", "col.note": "提示",
+    "col.window": "窗口", "col.state": "状态", "col.current": "当前号码", "col.served": "今日办结",
+    "col.no_show": "未到", "col.action": "操作",
+    "note.long": "等候较长", "note.very_long": "等候很长，考虑开临时窗口", "note.no_window": "没有开放的窗口",
+    "note.ok": "正常",
+    "state.open": "开放", "state.paused": "暂停", "state.closed": "关闭",
+    "temporary": "临时", "idle": "空闲",
+    "ticket.called": "{number} 已呼叫 {m}", "ticket.serving": "{number} 办理中 {m}",
+    "action.open": "开启", "action.close": "关闭",
+    "confirm.open.title": "开启{name}？", "confirm.close.title": "关闭{name}？",
+    "confirm.open.text": "开启后，{name}开始叫号，办理：{services}。",
+    "confirm.close.text": "关闭后，{name}不再叫号，它的显示屏熄灭；正在等候的人由其他窗口办理。",
+    "confirm.open.ok": "确定开启", "confirm.close.ok": "确定关闭", "confirm.cancel": "取消",
+    "done.open": "{name}已开启", "done.close": "{name}已关闭",
+    "failed.open": "没能开启{name}：{detail}", "failed.close": "没能关闭{name}：{detail}",
+    "chart.title": "今日等候时间（按小时）", "chart.p50": "中位数", "chart.max": "最长",
+    "chart.empty": "今天还没有数据", "chart.empty.more": "有人取号并被叫号后，这里按小时显示等候时间。",
+    "chart.axis": "分钟", "chart.hour": "{h}时", "chart.now": "现在",
+    "chart.label": "今日每小时的等候时间：中位数和最长，单位分钟",
+    "chart.bar": "{h}时 {what}：{n} 分钟（取号 {issued}，叫号 {called}）",
+    "chart.summary": "{hours} 个小时有数据；最长一次等候 {max} 分钟，在 {h}时。",
+    "chart.summary.none": "{hours} 个小时有取号，还没有人被叫号。",
+    "alerts.none": "✓ 没有未处理的告警", "alert.raised": "{time}（{ago}）",
+    "alert.kind.paper_near_end": "打印纸将尽", "alert.where.device": "设备 {id}",
+    "alert.where.window": "窗口 {id}", "alert.where.service": "事项 {id}",
+    "ago.now": "刚刚", "ago.min": "{n} 分钟前", "ago.hour": "{n} 小时前",
+    "failed.read": "{what}取不到：{detail}", "read.queue": "排队情况", "read.stats": "今日统计",
+    "read.alerts": "告警",
+  },
+  en: {
+    title: "Hall supervision", refresh: "Refresh", "lang.other": "中文", tiles: "Today at a glance",
+    "token.title": "Supervisor token needed", "token.label": "Token", "token.submit": "OK",
+    "token.missing": "This page needs the hall supervisor's token. Enter it, or open the address with #token=….",
+    "token.wrong": "This token has no supervisor rights ({detail}). Enter a supervisor's token.",
+    "link.live": "● Live", "link.lost": "● Connection lost, reconnecting…",
+    "tile.waiting": "Waiting now", "tile.windows": "Open windows", "tile.issued": "Issued today", "tile.served": "Served",
+    "tile.no_show": "No-shows", "tile.wait": "Wait, median / longest", "tile.alerts": "Alerts",
+    "min": "{n} min", "min.short": "{n} min",
+    "services.title": "Waiting per service", "windows.title": "Windows", "alerts.title": "Open alerts",
+    "col.service": "Service", "col.waiting": "Waiting", "col.open": "Open windows", "col.est": "Est. wait", "col.note": "Note",
+    "col.window": "Window", "col.state": "State", "col.current": "Current", "col.served": "Served",
+    "col.no_show": "No-shows", "col.action": "Action",
+    "note.long": "long wait", "note.very_long": "very long: open a temporary window?", "note.no_window": "no open window",
+    "note.ok": "ok",
+    "state.open": "open", "state.paused": "paused", "state.closed": "closed",
+    "temporary": "temporary", "idle": "idle",
+    "ticket.called": "{number} called {m}", "ticket.serving": "{number} serving {m}",
+    "action.open": "Open", "action.close": "Close",
+    "confirm.open.title": "Open {name}?", "confirm.close.title": "Close {name}?",
+    "confirm.open.text": "Once open, {name} calls tickets for: {services}.",
+    "confirm.close.text": "Once closed, {name} calls no more tickets and its board goes dark; other windows serve those waiting.",
+    "confirm.open.ok": "Open it", "confirm.close.ok": "Close it", "confirm.cancel": "Cancel",
+    "done.open": "{name} is open", "done.close": "{name} is closed",
+    "failed.open": "Could not open {name}: {detail}", "failed.close": "Could not close {name}: {detail}",
+    "chart.title": "Today's waiting time, by hour", "chart.p50": "median", "chart.max": "longest",
+    "chart.empty": "No data yet today", "chart.empty.more": "Once tickets are issued and called, the waits show here hour by hour.",
+    "chart.axis": "min", "chart.hour": "{h}:00", "chart.now": "now",
+    "chart.label": "Today's waiting time per hour: median and longest, in minutes",
+    "chart.bar": "{h}:00 {what}: {n} min (issued {issued}, called {called})",
+    "chart.summary": "{hours} hours with data; the longest wait was {max} min, at {h}:00.",
+    "chart.summary.none": "{hours} hours with tickets; nobody has been called yet.",
+    "alerts.none": "✓ No open alerts", "alert.raised": "{time} ({ago})",
+    "alert.kind.paper_near_end": "Paper running low", "alert.where.device": "device {id}",
+    "alert.where.window": "window {id}", "alert.where.service": "service {id}",
+    "ago.now": "just now", "ago.min": "{n} min ago", "ago.hour": "{n} h ago",
+    "failed.read": "Could not read {what}: {detail}", "read.queue": "the queue", "read.stats": "today's statistics",
+    "read.alerts": "the alerts",
+  },
+});
+
+let bearer = token(ROLE);
+let needToken = false;         // the daemon refused our token: the form shows, not the page
+let hall = null;
+let queue = null;              // GET /queue
+let stats = null;              // GET /stats
+let alerts = null;             // GET /alerts, then live; null until read
+const namesEn = new Map();     // service id → name_en (GET /services)
+
+// ---------------------------------------------------------------- small words
+
+const word = (key, fallback) => { const text = t(key); return text === key ? fallback : text; };
+const serviceName = (id, name) => (lang === "en" && namesEn.get(id)) || name || id;
+const fmtMin = (n) => (n === null || n === undefined ? "—" : String(Math.round(n * 10) / 10));
+
+function offsetOf(iso) {
+  const match = /([+-])(\d\d):(\d\d)$/.exec(iso || "");
+  return match ? (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3])) : 0;
+}
+
+// The hall's hour now (the daemon's ISO times carry the hall's offset).
+function hallHour() {
+  const offset = hall ? offsetOf(hall.now) : -new Date().getTimezoneOffset();
+  return new Date(now() + offset * 60000).getUTCHours();
+}
+
+function ago(iso) {
+  const seconds = Math.max(0, (now() - Date.parse(iso)) / 1000);
+  if (seconds < 60) return t("ago.now");
+  if (seconds < 3600) return t("ago.min", { n: Math.floor(seconds / 60) });
+  return t("ago.hour", { n: Math.floor(seconds / 3600) });
+}
+
+function minutesSince(iso) {
+  return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) : 0;
+}
+
+// ---------------------------------------------------------------- loading
+
+async function guarded(call) {
+  try {
+    return await call();
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) { askForToken(error); return undefined; }
+    throw error;
+  }
+}
+
+// A failed read says which figures it could not get.
+const failedRead = (what) => (error) => {
+  throw Object.assign(new Error(t("failed.read", { what: t(what), detail: error.detail || String(error) })),
+                      { detail: t("failed.read", { what: t(what), detail: error.detail || String(error) }) });
+};
+
+async function loadQueue() {
+  queue = await api("GET", "/queue").catch(failedRead("read.queue"));
+  renderServices();
+  renderWindows();
+  renderTiles();
+}
+
+let statsAt = 0;
+let statsTimer = null;
+async function loadStats() {
+  statsAt = Date.now();
+  const answer = await guarded(() => api("GET", "/stats", { token: bearer })).catch(failedRead("read.stats"));
+  if (answer === undefined) return;
+  stats = answer;
+  renderWindows();
+  renderTiles();
+  renderChart();
+}
+
+// Statistics read the whole day: after a burst of events, once, and not more often
+// than every few seconds.
+function statsSoon() {
+  if (statsTimer) return;
+  const wait = Math.max(COALESCE_MS, STATS_EVERY_MS - (Date.now() - statsAt));
+  statsTimer = setTimeout(() => { statsTimer = null; loadStats().catch(problem); }, wait);
+}
+
+async function loadAlerts() {
+  const answer = await guarded(() => api("GET", "/alerts", { token: bearer })).catch(failedRead("read.alerts"));
+  if (answer === undefined) return;
+  alerts = answer;
+  renderAlerts();
+  renderTiles();
+}
+
+async function loadNames() {
+  try {
+    for (const service of await api("GET", "/services")) if (service.name_en) namesEn.set(service.id, service.name_en);
+  } catch { /* the Chinese names serve */ }
+}
+
+async function loadAll() {
+  const results = await Promise.allSettled([loadQueue(), loadStats(), loadAlerts()]);
+  const failed = results.filter((result) => result.status === "rejected")
+    .map((result) => result.reason.detail || String(result.reason));
+  if (failed.length) problem({ detail: failed.join(lang === "en" ? "; " : "；") });
+  else $("#problem").hidden = true;
+  if (!needToken) {
+    $("#token-form").hidden = true;
+    $("#main").hidden = false;
+  }
+}
+
+function problem(error) {
+  const box = $("#problem");
+  box.textContent = error.detail || String(error);
+  box.hidden = false;
+}
+
+let queueTimer = null;
+function queueSoon() {
+  if (queueTimer) return;
+  queueTimer = setTimeout(() => { queueTimer = null; loadQueue().catch(problem); }, COALESCE_MS);
+}
+
+let alertsTimer = null;
+function alertsSoon() {
+  if (alertsTimer) return;
+  alertsTimer = setTimeout(() => { alertsTimer = null; loadAlerts().catch(problem); }, COALESCE_MS);
+}
+
+function askForToken(error) {
+  needToken = true;
+  $("#main").hidden = true;
+  const form = $("#token-form");
+  form.hidden = false;
+  form.dataset.status = String(error.status);
+  form.dataset.detail = error.detail;
+  renderTokenWhy();
+  $("#token-input").focus();
+}
+
+function renderTokenWhy() {
+  const form = $("#token-form");
+  $("#token-why").textContent = form.dataset.status === "403"
+    ? t("token.wrong", { detail: form.dataset.detail || "" }) : t("token.missing");
+}
+
+// ---------------------------------------------------------------- tiles
+
+function renderTiles() {
+  const set = (id, text) => { $(id).textContent = text; };
+  if (queue) {
+    const windows = queue.windows || [];
+    set("#tile-waiting", String(queue.waiting ?? queue.services.reduce((n, s) => n + s.waiting, 0)));
+    set("#tile-windows", `${windows.filter((w) => w.state === "open").length} / ${windows.length}`);
+  }
+  if (stats && stats.totals) {
+    const totals = stats.totals;
+    set("#tile-issued", String(totals.issued));
+    set("#tile-served", String(totals.served));
+    set("#tile-no-show", String(totals.no_show));
+    const wait = totals.wait_min || {};
+    set("#tile-wait", wait.p50 === null || wait.p50 === undefined ? "—"
+      : `${fmtMin(wait.p50)} / ${t("min.short", { n: fmtMin(wait.max) })}`);
+  }
+  const tile = $("#tile-alerts");
+  tile.textContent = alerts ? String(alerts.length) : "—";
+  tile.classList.toggle("bad", Boolean(alerts && alerts.length));
+}
+
+// ---------------------------------------------------------------- services
+
+function waitNote(service) {
+  if (service.waiting > 0 && !service.open_windows) return { level: "bad", key: "note.no_window" };
+  const est = service.est_wait_min ?? 0;
+  if (est >= VERY_LONG_WAIT_MIN) return { level: "bad", key: "note.very_long" };
+  if (est >= LONG_WAIT_MIN) return { level: "warn", key: "note.long" };
+  return null;
+}
+
+function renderServices() {
+  if (!queue) return;
+  const rows = queue.services.map((service) => {
+    const note = waitNote(service);
+    return el("tr", { class: note ? `long ${note.level}` : "", dataset: { service: service.id } },
+      el("th", { scope: "row", class: "service-name" }, serviceName(service.id, service.name)),
+      el("td", { class: "num waiting" }, String(service.waiting)),
+      el("td", { class: "num open" }, String(service.open_windows)),
+      el("td", { class: "num est" }, service.est_wait_min === null || service.est_wait_min === undefined
+        ? "—" : t("min", { n: service.est_wait_min })),
+      el("td", { class: "note" }, note ? el("span", { class: `flag ${note.level}` }, "⚠ " + t(note.key)) : ""));
+  });
+  $("#services").replaceChildren(...rows);
+}
+
+// ---------------------------------------------------------------- windows
+
+function renderWindows() {
+  if (!queue) return;
+  const served = new Map(((stats && stats.windows) || []).map((w) => [w.id, w]));
+  const rows = (queue.windows || []).map((window) => {
+    const figures = served.get(window.id);
+    const current = window.current;
+    let currentText = el("span", { class: "idle" }, window.state === "open" ? t("idle") : "—");
+    if (current) {
+      const since = current.status === "serving" ? (current.started_at || current.called_at) : current.called_at;
+      currentText = el("span", { class: `current ${current.status}` },
+        t(current.status === "serving" ? "ticket.serving" : "ticket.called",
+          { number: current.number, m: t("min", { n: minutesSince(since) }) }));
+    }
+    const actions = el("div", { class: "row-actions" });
+    if (window.state !== "open") actions.append(actionButton(window, "open"));
+    if (window.state !== "closed") actions.append(actionButton(window, "close"));
+    return el("tr", { class: `window-row ${window.state}`, dataset: { window: window.id } },
+      el("th", { scope: "row", class: "window-name" }, window.name,
+         window.temporary ? el("span", { class: "tag" }, t("temporary")) : ""),
+      el("td", {}, el("span", { class: `badge ${window.state}` }, word(`state.${window.state}`, window.state))),
+      el("td", {}, currentText),
+      el("td", { class: "num served" }, figures ? String(figures.served) : "—"),
+      el("td", { class: "num no-show" }, figures ? String(figures.no_show) : "—"),
+      el("td", {}, actions));
+  });
+  $("#windows").replaceChildren(...rows);
+}
+
+function actionButton(window, action) {
+  return el("button", {
+    type: "button", class: `button small ${action === "close" ? "secondary" : ""}`,
+    dataset: { action, window: window.id },
+    "aria-label": `${t(`action.${action}`)} ${window.name}`,
+    onclick: () => confirmAction(window, action),
+  }, t(`action.${action}`));
+}
+
+function serviceNames(ids) {
+  const names = new Map((queue ? queue.services : []).map((s) => [s.id, serviceName(s.id, s.name)]));
+  return ids.map((id) => names.get(id) || id).join(lang === "en" ? ", " : "、");
+}
+
+function confirmAction(window, action) {
+  const dialog = $("#confirm");
+  const vars = { name: window.name, services: serviceNames(window.services || []) };
+  $("#confirm-title").textContent = t(`confirm.${action}.title`, vars);
+  $("#confirm-text").textContent = t(`confirm.${action}.text`, vars);
+  const ok = $("#confirm-ok");
+  ok.textContent = t(`confirm.${action}.ok`);
+  ok.className = action === "close" ? "button danger" : "button";
+  dialog.returnValue = "";
+  dialog.onclose = () => { if (dialog.returnValue === "ok") windowAction(window, action); };
+  dialog.showModal();
+  ok.focus();
+}
+
+async function windowAction(window, action) {
+  const box = $("#window-problem");
+  box.hidden = true;
+  try {
+    await api("POST", `/windows/${encodeURIComponent(window.id)}/${action}`, { token: bearer });
+    toast(t(`done.${action}`, { name: window.name }));
+    loadQueue().catch(problem);
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) { askForToken(error); return; }
+    box.textContent = t(`failed.${action}`, { name: window.name, detail: error.detail });
+    box.hidden = false;
+    toast(t(`failed.${action}`, { name: window.name, detail: error.detail }), "error", 6000);
+  }
+}
+
+// ---------------------------------------------------------------- the chart
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// 0, 5, 10, 15, 20 … a ceiling and step a person reads at a glance.
+function scale(max) {
+  const steps = [1, 2, 5, 10, 15, 20, 30, 60, 120];
+  const top = Math.max(max, 1);
+  const step = steps.find((s) => top / s <= 5) || Math.ceil(top / 5 / 60) * 60;
+  return { step, top: Math.ceil(top / step) * step };
+}
+
+function renderChart() {
+  const box = $("#chart");
+  const hours = (stats && stats.hours) || [];
+  if (!hours.length) {
+    box.replaceChildren(el("div", { class: "chart-empty" },
+      el("p", { class: "chart-empty-title" }, t("chart.empty")),
+      el("p", { class: "chart-empty-more" }, t("chart.empty.more"))));
+    return;
+  }
+  const nowHour = hallHour();
+  const first = Math.min(8, hours[0].hour, nowHour);
+  const last = Math.max(17, hours[hours.length - 1].hour, nowHour);
+  const byHour = new Map(hours.map((h) => [h.hour, h]));
+  const peak = Math.max(0, ...hours.map((h) => h.wait_max_min ?? 0), ...hours.map((h) => h.wait_p50_min ?? 0));
+  const { step, top } = scale(peak);
+
+  const W = 720, H = 250, left = 44, right = 10, topPad = 16, bottom = 34;
+  const plotW = W - left - right, plotH = H - topPad - bottom;
+  const slots = last - first + 1;
+  const slotW = plotW / slots;
+  const barW = Math.min(18, slotW * 0.34);
+  const y = (minutes) => topPad + plotH - (minutes / top) * plotH;
+
+  const chart = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": "chart-svg-title chart-svg-desc",
+    class: "wait-chart", preserveAspectRatio: "xMidYMid meet",
+  });
+  chart.append(svg("title", { id: "chart-svg-title" }, t("chart.label")));
+  const longest = hours.filter((h) => h.wait_max_min !== null && h.wait_max_min !== undefined)
+    .sort((a, b) => b.wait_max_min - a.wait_max_min)[0];
+  const summary = longest ? t("chart.summary", { hours: hours.length, max: fmtMin(longest.wait_max_min), h: longest.hour })
+    : t("chart.summary.none", { hours: hours.length });
+  chart.append(svg("desc", { id: "chart-svg-desc" }, summary));
+
+  // the current hour, behind everything
+  if (nowHour >= first && nowHour <= last) {
+    const x = left + (nowHour - first) * slotW;
+    chart.append(svg("rect", { x, y: topPad, width: slotW, height: plotH, class: "now-band" }),
+                 svg("text", { x: x + slotW / 2, y: topPad - 4, class: "now-label", "text-anchor": "middle" }, t("chart.now")));
+  }
+  // the minutes axis and its grid
+  for (let m = 0; m <= top; m += step) {
+    chart.append(svg("line", { x1: left, x2: W - right, y1: y(m), y2: y(m), class: m === 0 ? "axis" : "grid" }),
+                 svg("text", { x: left - 6, y: y(m) + 4, class: "tick", "text-anchor": "end" }, String(m)));
+  }
+  chart.append(svg("text", { x: 4, y: topPad - 4, class: "axis-title" }, t("chart.axis")));
+  // the hours: two bars each, the median and the longest
+  for (let hour = first; hour <= last; hour++) {
+    const x = left + (hour - first) * slotW + slotW / 2;
+    chart.append(svg("text", { x, y: H - bottom + 18, class: "tick", "text-anchor": "middle" },
+                     t("chart.hour", { h: hour })));
+    const data = byHour.get(hour);
+    if (!data) continue;
+    const bars = [["p50", data.wait_p50_min, x - barW - 1], ["max", data.wait_max_min, x + 1]];
+    for (const [what, minutes, bx] of bars) {
+      if (minutes === null || minutes === undefined) continue;
+      const h = Math.max(2, (minutes / top) * plotH);      // a wait of 0 still shows as a sliver
+      const bar = svg("rect", { x: bx, y: topPad + plotH - h, width: barW, height: h, class: `bar ${what}`,
+                                "data-hour": hour, "data-minutes": minutes });
+      bar.append(svg("title", {}, t("chart.bar", { h: hour, what: t(`chart.${what}`), n: fmtMin(minutes),
+                                                    issued: data.issued, called: data.called })));
+      chart.append(bar);
+    }
+  }
+  box.replaceChildren(chart, el("p", { class: "chart-summary" }, summary));
+}
+
+// ---------------------------------------------------------------- alerts
+
+function renderAlerts() {
+  const list = $("#alerts");
+  if (alerts === null) { list.replaceChildren(el("li", { class: "alert-none unknown" }, "—")); return; }
+  if (!alerts.length) {
+    list.replaceChildren(el("li", { class: "alert-none" }, t("alerts.none")));
+    return;
+  }
+  list.replaceChildren(...alerts.map((alert) => {
+    const where = [["device", alert.device], ["window", alert.window], ["service", alert.service]]
+      .filter(([, id]) => id).map(([what, id]) => t(`alert.where.${what}`, { id }));
+    return el("li", { class: "alert-item", dataset: { kind: alert.kind, device: alert.device || "" } },
+      el("p", { class: "alert-kind" }, "⚠ " + word(`alert.kind.${alert.kind}`, alert.kind),
+         where.length ? el("span", { class: "alert-where" }, where.join(" · ")) : ""),
+      el("p", { class: "alert-message" }, alert.message || ""),
+      alert.raised_at ? el("p", { class: "alert-time" },
+        t("alert.raised", { time: alert.raised_at.slice(11, 16), ago: ago(alert.raised_at) })) : "");
+  }));
+}
+
+// An `alert` event shows at once; GET /alerts then says what is open.
+function alertEvent(event) {
+  const d = event.data || {};
+  const same = (a) => a.device === (d.device ?? null) && a.kind === d.kind;
+  alerts = alerts || [];
+  if (d.state === "cleared") {
+    alerts = alerts.filter((a) => !same(a));
+  } else if (!alerts.some(same)) {
+    alerts = [{ id: event.id, kind: d.kind, device: d.device ?? null, window: d.window ?? null,
+                service: d.service ?? null, message: d.message || "", raised_at: event.at }, ...alerts];
+  }
+  renderAlerts();
+  renderTiles();
+  alertsSoon();
+}
+
+// ---------------------------------------------------------------- language
+
+function renderLanguage() {
+  translate();
+  const button = $("#lang");
+  button.textContent = t("lang.other");
+  button.setAttribute("lang", lang === "zh" ? "en" : "zh-CN");
+  document.title = `${t("title")} · kioskd`;
+  renderServices();
+  renderWindows();
+  renderChart();
+  renderAlerts();
+  renderTiles();
+  renderTokenWhy();
+}
+
+// ---------------------------------------------------------------- start
+
+function start() {
+  renderLanguage();
+  $("#lang").addEventListener("click", () => { setLang(lang === "zh" ? "en" : "zh"); renderLanguage(); });
+  $("#refresh").addEventListener("click", () => loadAll());
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    bearer = $("#token-input").value.trim();
+    setToken(ROLE, bearer);
+    $("#token-input").value = "";
+    needToken = false;
+    loadAll();
+  });
+
+  syncClock().then((answer) => {
+    hall = answer;
+    $("#hall-name").textContent = hall.name || "";
+    $("#hall-day").textContent = hall.day || "";
+    renderChart();
+  }).catch(() => {});
+  loadNames().then(() => { renderServices(); renderWindows(); });
+  loadAll();
+
+  const linkState = $("#link-state");
+  follow({
+    onLive: () => {
+      linkState.textContent = t("link.live");
+      linkState.dataset.t = "link.live";
+      linkState.className = "link-state";
+      queueSoon();                     // what happened before the stream opened, or
+      statsSoon();                     // while it was broken: read everything again
+      alertsSoon();
+    },
+    onLost: () => {
+      linkState.textContent = t("link.lost");
+      linkState.dataset.t = "link.lost";
+      linkState.className = "link-state lost";
+    },
+    onEvent: (event) => {
+      if (event.type === "alert") { alertEvent(event); return; }
+      if (event.type.startsWith("ticket.") || event.type === "window.changed") {
+        queueSoon();
+        statsSoon();
+      }
+    },
+  });
+
+  setInterval(() => { if (!document.hidden && !needToken) loadAll(); }, POLL_MS);
+}
+
+start();
