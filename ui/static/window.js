@@ -22,7 +22,7 @@ words({
     keys: "快捷键：空格或 N 叫号 · R 重呼 · S 开始办理 · C 办结 · X 未到 · T 转移 · P 暂停/恢复；在输入框中不起作用。",
     waiting: "本窗口等候", people: "人", "waiting.none": "暂无等候",
     "waiting.more": "另有 {n} 人未列出", "waited": "已等 {m} 分钟", transferred: "转来",
-    "status.called": "已呼叫，等候到窗", "status.serving": "办理中", "status.idle": "空闲，可叫号",
+    "status.called": "已呼叫，等候到窗", "status.serving": "办理中", "status.idle": "空闲，可叫号", "status.paused": "暂停中，恢复后才能叫号", "status.closed": "窗口已关闭",
     "state.open": "开放", "state.paused": "暂停", "state.closed": "关闭",
     serves: "办理：{list}",
     "ok.call": "已呼叫 {number}", "ok.none": "当前无人等候", "ok.recall": "已重呼 {number}（第 {n} 次）",
@@ -56,7 +56,7 @@ words({
     keys: "Keys: Space or N call next · R recall · S start · C complete · X no-show · T transfer · P pause/resume; not while typing in a field.",
     waiting: "Waiting for this window", people: "", "waiting.none": "Nobody waiting",
     "waiting.more": "{n} more not listed", waited: "waited {m} min", transferred: "sent here",
-    "status.called": "Called, not yet at the window", "status.serving": "Being served", "status.idle": "Free: call the next",
+    "status.called": "Called, not yet at the window", "status.serving": "Being served", "status.idle": "Free: call the next", "status.paused": "Paused: resume to call", "status.closed": "Window closed",
     "state.open": "Open", "state.paused": "Paused", "state.closed": "Closed",
     serves: "Serves: {list}",
     "ok.call": "Called {number}", "ok.none": "Nobody is waiting", "ok.recall": "Recalled {number} (time {n})",
@@ -131,11 +131,11 @@ function showOnly(id) {
 
 function askToken(error) {
   showOnly("login");
-  const why = !error ? t("login.need")
+  const why = !error || !bearer ? t("login.need")
     : error.status === 403 ? t("login.wrong", { detail: error.detail })
       : t("login.unknown", { detail: error.detail });
   $("#login-why").textContent = why;
-  $("#login-why").className = `login-why${error ? " bad" : ""}`;
+  $("#login-why").className = `login-why${error && bearer ? " bad" : ""}`;
   $("#login-token").value = "";
   $("#login-token").focus();
 }
@@ -167,7 +167,7 @@ async function pick(unknown) {
   $("#title").textContent = t("title");
   const list = $("#windows");
   try {
-    state.windows = await api("GET", "/windows");
+    [state.windows, state.services] = await Promise.all([api("GET", "/windows"), api("GET", "/services")]);
   } catch (error) {
     list.replaceChildren(el("li", { class: "bad" }, error.detail));
     return;
@@ -246,7 +246,8 @@ function render() {
   $("#number").classList.toggle("empty", !cur);
   $("#service").textContent = cur ? (cur.service_name && lang !== "en" ? cur.service_name : serviceName(cur.service)) : "";
   $("#priority").hidden = !(cur && cur.priority);
-  $("#status").textContent = cur ? t(STATUS_KEY[cur.status] || cur.status) : t("status.idle");
+  $("#status").textContent = cur ? t(STATUS_KEY[cur.status] || cur.status)
+    : t(win.state === "open" ? "status.idle" : `status.${win.state}`);
   $("#status").className = `status ${cur ? cur.status : "idle"}`;
   $("#recalls").textContent = cur ? String(cur.recalls) : "—";
   tick();
