@@ -40,7 +40,12 @@ words({
     where: "办理地点",
     basis: "办理依据",
     notes: "温馨提示",
-    scroll_more: "向上滑动，查看更多材料",
+    scroll_more: "下面还有，请用手指向上滑动",
+    steps_label: "办事流程",
+    step_1: "选择事项",
+    step_2: "看指南，备齐材料",
+    step_3: "取号，等候叫号",
+    load_empty: "现在无人排队，取号后很快就能办理",
     take: "取号",
     take_sub: "普通取号",
     take_priority: "优先取号",
@@ -99,7 +104,12 @@ words({
     where: "Where to go",
     basis: "Legal basis",
     notes: "Please note",
-    scroll_more: "Swipe up to see more documents",
+    scroll_more: "More below: swipe up with your finger",
+    steps_label: "How it works",
+    step_1: "Choose a service",
+    step_2: "Read the guide, bring the documents",
+    step_3: "Take a number, wait to be called",
+    load_empty: "Nobody is waiting now: you will be served soon",
     take: "Take a number",
     take_sub: "Regular",
     take_priority: "Priority number",
@@ -224,10 +234,14 @@ function buildStart() {
     return;
   }
   box.className = "tiles";
+  const n = categories.length;
+  box.style.setProperty("--cols-portrait", n > 5 ? 2 : 1);
+  box.style.setProperty("--cols-landscape", n > 4 && n <= 6 ? 3 : Math.min(Math.max(n, 1), 4));
   for (const c of categories) {
     box.append(el("button", { type: "button", class: "tile", dataset: { category: c.id },
                               onclick: () => openCategory(c.id) },
       el("span", { class: "tile-name" }, catName(c)),
+      el("span", { class: "tile-services" }, list(c.services.map((id) => svcName(services.get(id))))),
       el("span", { class: "tile-sub", dataset: { catLoad: c.id } }, "")));
   }
 }
@@ -251,7 +265,10 @@ function updateCounts() {
     node.textContent = `${t("category_count", { n: c.services.length })} · ${t("waiting_n", { n: waiting })}`;
   }
   const s = services.get(serviceId);
-  if (s) $("#guide-load").textContent = t("load_line", { n: s.waiting, wait: waitWords(s.est_wait_min, s.waiting) });
+  if (s) {
+    $("#guide-load").textContent = s.waiting ? t("load_line", { n: s.waiting, wait: waitWords(s.est_wait_min, s.waiting) })
+                                             : t("load_empty");
+  }
 }
 
 function openCategory(id) {
@@ -296,6 +313,7 @@ function checkMore() {
 
 function buildResult() {
   const s = services.get(ticket.service);
+  $("#screen-result").dataset.ticket = ticket.id;
   $("#result-number").textContent = ticket.number;
   $("#result-service").textContent = s ? svcName(s) : ticket.service_name;
   $("#result-priority").hidden = !ticket.priority;
@@ -521,6 +539,7 @@ function setupProblem(detail) {
 }
 
 function showSetup() {
+  $("#link").hidden = true;
   $("#setup-text").textContent = t("setup_text");
   $("#setup-example").textContent = `${location.origin}/ui/kiosk?terminal=kiosk_1#token=…`;
   show("setup");
