@@ -50,7 +50,11 @@ words({
     "f.played": "播放", "seconds": "{s} 秒",
     "played.yes": "已播放", "played.no_player": "未播放（没有配置播放器）", "played.no": "未播放",
     "audio.label": "{id} 最近一次播报的录音", "audio.none": "没有录音。",
-    "f.printer": "打印机", "f.printer_state": "打印机状态",
+    "f.printer": "打印机", "f.printer_state": "打印机状态", "f.fallback": "备用打印机",
+    "f.fallback_state": "备用打印机状态", "f.last_seen": "上次报到", "never": "从未报到",
+    "f.page": "页面", "f.screen": "屏幕", "f.lang": "语言", "f.elder": "长者模式", "f.from": "地址",
+    "f.offline_after": "离线判定", "offline_after": "{s} 秒没有报到", "f.reloads": "已要求重新加载",
+    "ago.s": "{n} 秒前", "f.when": "时间", "time.ago": "{time}（{ago}）",
     "log.title": "设备事件", "log.note": "页面打开后的事件，最新在上", "log.empty": "还没有设备事件。",
     "log.state": "状态 → {state}", "log.alert": "告警：{message}", "log.cleared": "告警解除：{message}",
     "log.dropped": "未播报 {text}：{reason}",
@@ -93,7 +97,11 @@ words({
     "f.played": "Played", "seconds": "{s} s",
     "played.yes": "played", "played.no_player": "not played (no player configured)", "played.no": "not played",
     "audio.label": "{id}'s last announcement", "audio.none": "No recording.",
-    "f.printer": "Printer", "f.printer_state": "Printer state",
+    "f.printer": "Printer", "f.printer_state": "Printer state", "f.fallback": "Fallback printer",
+    "f.fallback_state": "Fallback printer state", "f.last_seen": "Last report", "never": "never reported",
+    "f.page": "Page", "f.screen": "Screen", "f.lang": "Language", "f.elder": "Elder mode", "f.from": "Address",
+    "f.offline_after": "Offline after", "offline_after": "{s} s without a report", "f.reloads": "Reloads asked",
+    "ago.s": "{n} s ago", "f.when": "When", "time.ago": "{time} ({ago})",
     "log.title": "Device events", "log.note": "since this page opened, newest first", "log.empty": "No device events yet.",
     "log.state": "state → {state}", "log.alert": "alert: {message}", "log.cleared": "alert cleared: {message}",
     "log.dropped": "not announced {text}: {reason}",
@@ -137,6 +145,18 @@ function hallClock(offsetMin = hallOffsetMin ?? -new Date().getTimezoneOffset())
 }
 
 const hallTime = () => hallClock().slice(11, 19);
+
+// A daemon's clock reading in seconds since 1970 (a terminal's last report, an
+// announcement's start) as the hall's time of day.
+function epochTime(seconds) {
+  const offset = hallOffsetMin ?? -new Date().getTimezoneOffset();
+  return new Date(seconds * 1000 + offset * 60000).toISOString().slice(11, 19);
+}
+
+function secondsAgo(seconds) {
+  const gone = Math.max(0, Math.round((now() - seconds * 1000) / 1000));
+  return gone < 120 ? t("ago.s", { n: gone }) : ago(new Date(seconds * 1000).toISOString());
+}
 
 // "05:40:28" today, "11-28 17:02" another day.
 function when(iso) {
@@ -237,8 +257,8 @@ class Card {
       this.ticketImage.addEventListener("load", () => this.ticketLoaded());
       this.ticketNote = el("p", { class: "note" });
       this.ticketTitle = el("h4");
-      this.ticketFigure = el("figure", { class: "ticket" }, this.ticketTitle,
-                             el("div", { class: "ticket-frame" }, this.ticketImage), this.ticketNote);
+      this.ticketFrame = el("div", { class: "ticket-frame", hidden: true }, this.ticketImage);
+      this.ticketFigure = el("figure", { class: "ticket" }, this.ticketTitle, this.ticketFrame, this.ticketNote);
     }
     if (this.driver === "voice") {
       this.audio = el("audio", { controls: true, preload: "metadata", hidden: true });
@@ -357,6 +377,7 @@ class Card {
     if (this.ticketUrl && this.ticketUrl !== this.pendingTicketUrl) URL.revokeObjectURL(this.ticketUrl);
     this.ticketUrl = this.pendingTicketUrl;
     this.ticketImage.hidden = false;
+    this.ticketFrame.hidden = false;
     this.ticketNote.textContent = "";
   }
 
@@ -467,6 +488,7 @@ function renderVoice(card, d) {
     else if (!d.player || !d.player.length) played = t("played.no_player");
     else played = t("played.no");
     section.append(el("p", { class: "said" }, last.text || ""), facts([
+      [t("f.when"), typeof last.started_at === "number" ? epochTime(last.started_at) : undefined],
       [t("f.spoken"), last.spoken],
       [t("f.number"), last.number],
       [t("f.window"), last.window],
@@ -479,12 +501,22 @@ function renderVoice(card, d) {
 }
 
 function renderTerminal(card, d) {
+  const page = d.page || {};
   const rows = [[t("f.printer"), d.printer]];
   if (d.printer_state) rows.push([t("f.printer_state"), badge(d.printer_state)]);
-  for (const [key, value] of flatten(d)) {
-    if (key === "printer" || key === "printer_state") continue;
-    rows.push([key, value]);
-  }
+  if (d.fallback_printer) rows.push([t("f.fallback"), d.fallback_printer]);
+  if (d.fallback_printer_state) rows.push([t("f.fallback_state"), badge(d.fallback_printer_state)]);
+  rows.push(
+    [t("f.last_seen"), d.last_seen ? t("time.ago", { time: epochTime(d.last_seen), ago: secondsAgo(d.last_seen) }) : t("never"),
+     d.last_seen ? "" : "bad"],
+    [t("f.page"), page.page],
+    [t("f.screen"), page.screen],
+    [t("f.lang"), page.lang],
+    [t("f.elder"), page.elder],
+    [t("f.from"), page.address],
+    [t("f.offline_after"), d.offline_after_s === undefined ? undefined : t("offline_after", { s: d.offline_after_s })],
+    [t("f.reloads"), d.reloads_asked],
+  );
   return [facts(rows)];
 }
 
