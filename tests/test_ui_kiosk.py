@@ -16,6 +16,7 @@ from drivers.escpos.codec import PrinterStatus
 from browser import (LANDSCAPE, PHONE, PORTRAIT, DemoHall, axe_violations,  # noqa: F401
                      chromium, open_page, overflowing, shot, small_targets)
 
+KIOSK_TOKEN = "kiosk-token-for-tests"   # the hall's kiosk role needs it: the page must send it
 OFFLINE_AFTER_S = 8       # kiosk_1 goes offline this long after its page's last report
                           # (the page reports every 5 s; the shipped hall says 15)
 
@@ -26,8 +27,10 @@ def hall(tmp_path_factory):
     hall = DemoHall(tmp_path_factory.mktemp("kiosk-hall"), own_printer=True)
     text = hall.config.read_text(encoding="utf-8")
     assert "offline_after_s = 15" in text, "the demo hall's kiosk_1 lost its offline_after_s"
-    hall.config.write_text(text.replace("offline_after_s = 15",
-                                        f"offline_after_s = {OFFLINE_AFTER_S}", 1), encoding="utf-8")
+    assert "\nkiosk = []" in text, "the demo hall's [auth] kiosk changed"
+    text = text.replace("offline_after_s = 15", f"offline_after_s = {OFFLINE_AFTER_S}", 1)
+    text = text.replace("\nkiosk = []", f'\nkiosk = ["{KIOSK_TOKEN}"]', 1)
+    hall.config.write_text(text, encoding="utf-8")
     hall.start()
     yield hall
     hall.stop()
@@ -35,7 +38,7 @@ def hall(tmp_path_factory):
 
 def open_kiosk(open_page, hall, viewport=PORTRAIT, idle=None):
     url = f"{hall.url}/ui/kiosk?terminal=kiosk_1" + (f"&idle={idle}" if idle else "")
-    page = open_page(url + "#token=", viewport=viewport, touch=True)
+    page = open_page(url + f"#token={KIOSK_TOKEN}", viewport=viewport, touch=True)
     page.wait_for_selector("body[data-ready]")
     expect(page.locator("#hall-name")).to_have_text("银川市民大厅（演示）")
     return page
@@ -105,12 +108,31 @@ def test_without_a_terminal_the_page_says_how_to_set_it_up(hall, open_page):
     assert_clean(page)
 
 
+def test_a_refused_token_asks_the_technician_for_one(hall, open_page):
+    page = open_page(f"{hall.url}/ui/kiosk?terminal=kiosk_1#token=stale", viewport=PORTRAIT, touch=True)
+    form = page.locator("#token-form")
+    expect(form).to_be_visible()                                # the heartbeat heard 401
+    expect(page.locator("#link")).to_have_class(re.compile(r"\blost\b"))
+    expect(page.locator("#screen-start")).to_be_visible()       # the citizen's screen stays
+    shot(page, "kiosk-token-form")
+    assert_clean(page)
+    page.locator("#token-input").fill(KIOSK_TOKEN)
+    with page.expect_response(lambda r: r.url.endswith("/devices/kiosk_1/heartbeat")) as answer:
+        page.locator("#token-form button").tap()
+    assert answer.value.status == 200
+    assert answer.value.request.headers["authorization"] == f"Bearer {KIOSK_TOKEN}"
+    expect(form).to_be_hidden()
+    expect(page.locator("#link")).not_to_have_class(re.compile(r"\blost\b"))
+    assert page.evaluate("localStorage.getItem('kioskd.token.kiosk')") == KIOSK_TOKEN
+
+
 # ------------------------------------------------------------------ taking a number
 
 def test_portrait_category_service_guide_and_a_priority_number_that_prints(hall, open_page):
     printed_before = len(hall.printer.tickets)
     page = open_kiosk(open_page, hall, PORTRAIT)
     expect(page.locator(".tile")).to_have_count(4)
+    assert "token" not in page.url                     # kept by the page, not left in the address
     look(page, "kiosk-portrait-start")
 
     walk_to_guide(page, "不动产", "不动产登记")
@@ -265,14 +287,14 @@ def test_live_waiting_counts(hall, open_page):
     page = open_kiosk(open_page, hall, PORTRAIT)
     walk_to_guide(page, "企业服务", "建筑工程施工许可证核发")
     waiting = {s["id"]: s["waiting"] for s in hall.api("GET", "/services")}["construction"]
-    hall.api("POST", "/tickets", {"service": "construction"}, expect=201)
+    hall.api("POST", "/tickets", {"service": "construction"}, token=KIOSK_TOKEN, expect=201)
     expect(page.locator("#guide-load")).to_contain_text(f"现在等候 {waiting + 1} 人", timeout=5_000)
 
 
 # ------------------------------------------------------------------ the ticket on a phone
 
 def test_the_ticket_page_on_a_phone_follows_the_ticket_until_it_is_called(hall, open_page):
-    ticket = hall.api("POST", "/tickets", {"service": "property"}, expect=201)
+    ticket = hall.api("POST", "/tickets", {"service": "property"}, token=KIOSK_TOKEN, expect=201)
     page = open_page(f"{hall.url}/ui/ticket/{ticket['id']}", viewport=PHONE, touch=True)
     expect(page.locator("#number")).to_have_text(ticket["number"])
     expect(page.locator("#hall-name")).to_have_text("银川市民大厅（演示）")

@@ -26,6 +26,7 @@ words({
     back: "返回",
     services_hint: "点击事项，查看办事指南",
     category_count: "{n}个事项",
+    category_count_one: "1个事项",
     waiting_n: "等候 {n} 人",
     wait_about: "约 {n} 分钟",
     wait_none: "无需等待",
@@ -90,6 +91,7 @@ words({
     back: "Back",
     services_hint: "Tap a service to see its guide",
     category_count: "{n} services",
+    category_count_one: "1 service",
     waiting_n: "{n} waiting",
     wait_about: "about {n} min",
     wait_none: "no wait",
@@ -198,6 +200,7 @@ function show(name) {
   document.body.dataset.screen = name;
   $("#screens").scrollTop = 0;
   if (name === "guide") requestAnimationFrame(checkMore);
+  if (name === "result") idleTick();
   if (name === "start" && reloadPending && !busy) location.reload();
 }
 
@@ -262,7 +265,8 @@ function updateCounts() {
     const c = categories.find((x) => x.id === node.dataset.catLoad);
     if (!c) continue;
     const waiting = c.services.reduce((sum, id) => sum + (services.get(id)?.waiting || 0), 0);
-    node.textContent = `${t("category_count", { n: c.services.length })} · ${t("waiting_n", { n: waiting })}`;
+    const count = c.services.length === 1 ? t("category_count_one") : t("category_count", { n: c.services.length });
+    node.textContent = `${count} · ${t("waiting_n", { n: waiting })}`;
   }
   const s = services.get(serviceId);
   if (s) {
