@@ -152,7 +152,8 @@ export const EVENT_TYPES = [
 // page in localStorage; <html lang> follows it.
 
 const dictionaries = { zh: {}, en: {} };
-const LANG_KEY = `kioskd.lang.${location.pathname}`;
+// per page, not per address: every /ui/ticket/{id} shares the ticket page's choice
+const LANG_KEY = `kioskd.lang.${location.pathname.split("/")[2] || "ui"}`;
 export let lang = params.get("lang") || localStorage.getItem(LANG_KEY) || "zh";
 if (!(lang in dictionaries)) lang = "zh";
 
