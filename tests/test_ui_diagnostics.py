@@ -7,13 +7,12 @@ and the token form of a hall whose technicians have tokens."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from browser import (DESKTOP, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
                      overflowing, shot)
+from drivers.escpos.codec import PrinterStatus
 
 STATE_WORDS = {"ready": "正常", "degraded": "需要注意", "offline": "离线", "disabled": "已停用"}
 
@@ -28,8 +27,9 @@ def hall(tmp_path_factory) -> DemoHall:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> DemoHall:
     """The demo hall with a technician token: the page must ask for it. The
-    supervisor needs one too: the devices are open to a role without tokens."""
-    demo = DemoHall(tmp_path_factory.mktemp("diagnostics-guarded"))
+    supervisor needs one too: the devices are open to a role without tokens.
+    printer_1 is the test's own emulated printer, so the test can take its paper."""
+    demo = DemoHall(tmp_path_factory.mktemp("diagnostics-guarded"), own_printer=True)
     text = demo.config.read_text(encoding="utf-8")
     text, n = re.subn(r"^technician = \[\]", 'technician = ["tech-token"]', text, flags=re.M)
     text, m = re.subn(r"^supervisor = \[\]", 'supervisor = ["boss-token"]', text, flags=re.M)
@@ -40,9 +40,9 @@ def guarded(tmp_path_factory) -> DemoHall:
     demo.stop()
 
 
-def diagnostics(open_page, hall: DemoHall, fragment: str = ""):
+def diagnostics(open_page, hall: DemoHall, fragment: str = "", token: str | None = None):
     page = open_page(f"{hall.url}/ui/diagnostics{fragment}", viewport=DESKTOP)
-    count = len(hall.api("GET", "/devices", expect=200))
+    count = len(hall.api("GET", "/devices", token=token, expect=200))
     expect(page.locator("[data-device]")).to_have_count(count)
     return page
 
@@ -204,3 +204,27 @@ def test_a_hall_with_technician_tokens_asks_for_one(open_page, guarded):
     fresh = open_page(f"{guarded.url}/ui/diagnostics#token=tech-token", viewport=DESKTOP)
     expect(fresh.locator('[data-device="board_3"]')).to_be_visible()
     assert "tech-token" not in fresh.url
+
+
+def test_a_failed_test_shows_the_daemons_reason(open_page, guarded):
+    page = diagnostics(open_page, guarded, "#token=tech-token", token="tech-token")
+    printer = card(page, "printer_1")
+    expect(printer.locator(".badge-box .badge")).to_have_text("正常")
+    guarded.printer.status = PrinterStatus(paper="out")
+    try:
+        printer.get_by_role("button", name="测试").click()
+        refused = guarded.http.post("/devices/printer_1/test",
+                                    headers={"Authorization": "Bearer tech-token"})
+        assert refused.status_code == 503
+        expect(printer.locator(".outcome")).to_contain_text(f"失败：{refused.json()['detail']}",
+                                                            timeout=15_000)
+        expect(printer.locator(".badge-box .badge")).to_have_text("离线")
+        expect(printer.locator(".last-error")).to_contain_text("paper out")
+        shot(page, "diagnostics-test-failed")
+        clean(page)
+    finally:
+        guarded.printer.status = PrinterStatus()
+    printer.get_by_role("button", name="重连").click()               # paper loaded: back at once
+    expect(printer.locator(".outcome")).to_contain_text("已重连，现在：正常", timeout=15_000)
+    expect(printer.locator(".badge-box .badge")).to_have_text("正常")
+    expect(printer.locator(".last-error")).to_contain_text("上次的问题（已恢复）：paper out")

@@ -32,7 +32,7 @@ words({
     "note.ok": "正常",
     "state.open": "开放", "state.paused": "暂停", "state.closed": "关闭",
     "temporary": "临时", "idle": "空闲",
-    "ticket.called": "{number} 已呼叫 {m}", "ticket.serving": "{number} 办理中 {m}",
+    "ticket.called": "已呼叫 {m}", "ticket.serving": "办理中 {m}",
     "action.open": "开启", "action.close": "关闭",
     "confirm.open.title": "开启{name}？", "confirm.close.title": "关闭{name}？",
     "confirm.open.text": "开启后，{name}开始叫号，办理：{services}。",
@@ -71,7 +71,7 @@ words({
     "note.ok": "ok",
     "state.open": "open", "state.paused": "paused", "state.closed": "closed",
     "temporary": "temporary", "idle": "idle",
-    "ticket.called": "{number} called {m}", "ticket.serving": "{number} serving {m}",
+    "ticket.called": "called {m} ago", "ticket.serving": "serving for {m}",
     "action.open": "Open", "action.close": "Close",
     "confirm.open.title": "Open {name}?", "confirm.close.title": "Close {name}?",
     "confirm.open.text": "Once open, {name} calls tickets for: {services}.",
@@ -261,8 +261,16 @@ function renderTiles() {
 
 // ---------------------------------------------------------------- services
 
+// Windows open now that serve a service, counted from the windows themselves: the
+// queue's own open_windows is the estimate's divisor and never says 0 (when none is
+// open it counts the windows that usually serve the service).
+function openNow(serviceId) {
+  return ((queue && queue.windows) || [])
+    .filter((w) => w.state === "open" && (w.services || []).includes(serviceId)).length;
+}
+
 function waitNote(service) {
-  if (service.waiting > 0 && !service.open_windows) return { level: "bad", key: "note.no_window" };
+  if (service.waiting > 0 && !openNow(service.id)) return { level: "bad", key: "note.no_window" };
   const est = service.est_wait_min ?? 0;
   if (est >= VERY_LONG_WAIT_MIN) return { level: "bad", key: "note.very_long" };
   if (est >= LONG_WAIT_MIN) return { level: "warn", key: "note.long" };
@@ -276,7 +284,7 @@ function renderServices() {
     return el("tr", { class: note ? `long ${note.level}` : "", dataset: { service: service.id } },
       el("th", { scope: "row", class: "service-name" }, serviceName(service.id, service.name)),
       el("td", { class: "num waiting" }, String(service.waiting)),
-      el("td", { class: "num open" }, String(service.open_windows)),
+      el("td", { class: "num open" }, String(openNow(service.id))),
       el("td", { class: "num est" }, service.est_wait_min === null || service.est_wait_min === undefined
         ? "—" : t("min", { n: service.est_wait_min })),
       el("td", { class: "note" }, note ? el("span", { class: `flag ${note.level}` }, "⚠ " + t(note.key)) : ""));
@@ -296,8 +304,9 @@ function renderWindows() {
     if (current) {
       const since = current.status === "serving" ? (current.started_at || current.called_at) : current.called_at;
       currentText = el("span", { class: `current ${current.status}` },
+        el("strong", { class: "number" }, current.number), " ",
         t(current.status === "serving" ? "ticket.serving" : "ticket.called",
-          { number: current.number, m: t("min", { n: minutesSince(since) }) }));
+          { m: t("min", { n: minutesSince(since) }) }));
     }
     const actions = el("div", { class: "row-actions" });
     if (window.state !== "open") actions.append(actionButton(window, "open"));
@@ -353,7 +362,6 @@ async function windowAction(window, action) {
     if (error.status === 401 || error.status === 403) { askForToken(error); return; }
     box.textContent = t(`failed.${action}`, { name: window.name, detail: error.detail });
     box.hidden = false;
-    toast(t(`failed.${action}`, { name: window.name, detail: error.detail }), "error", 6000);
   }
 }
 
@@ -368,7 +376,7 @@ function svg(tag, attrs = {}, ...children) {
 
 // 0, 5, 10, 15, 20 … a ceiling and step a person reads at a glance.
 function scale(max) {
-  const steps = [1, 2, 5, 10, 15, 20, 30, 60, 120];
+  const steps = [0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120];
   const top = Math.max(max, 1);
   const step = steps.find((s) => top / s <= 5) || Math.ceil(top / 5 / 60) * 60;
   return { step, top: Math.ceil(top / step) * step };
@@ -390,7 +398,9 @@ function renderChart() {
   const peak = Math.max(0, ...hours.map((h) => h.wait_max_min ?? 0), ...hours.map((h) => h.wait_p50_min ?? 0));
   const { step, top } = scale(peak);
 
-  const W = 720, H = 250, left = 44, right = 10, topPad = 16, bottom = 34;
+  // Drawn at the size it is shown, so its words are the page's size at any width.
+  const W = Math.max(360, Math.round(box.clientWidth || 720)), H = 250;
+  const left = 44, right = 10, topPad = 18, bottom = 34;
   const plotW = W - left - right, plotH = H - topPad - bottom;
   const slots = last - first + 1;
   const slotW = plotW / slots;
@@ -543,6 +553,11 @@ function start() {
   });
 
   setInterval(() => { if (!document.hidden && !needToken) loadAll(); }, POLL_MS);
+  let width = 0;
+  new ResizeObserver(([entry]) => {
+    const now = Math.round(entry.contentRect.width);
+    if (Math.abs(now - width) > 4) { width = now; renderChart(); }
+  }).observe($("#chart"));
 }
 
 start();
