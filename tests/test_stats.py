@@ -1,0 +1,427 @@
+"""The supervisor's figures and alerts: GET /stats for a day the test plays out at set
+clock times, and GET /alerts as the device layer raises and clears them, across restarts.
+
+The application runs in-process on a real store (conftest's `serving`), the hall's
+clock moved by the test; the alert tests also drive a real emulated printer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from conftest import OPENING, Clock, device_in_state, running, serving, small_hall
+from drivers.escpos import Settings
+from drivers.escpos.codec import PrinterStatus
+from drivers.escpos.connection import parse_connection
+from drivers.escpos.emulator import EmulatedPrinter
+from drivers.escpos.profiles import PROFILES
+from kioskd.config import Auth, Config, Device
+from kioskd.records import Status, Ticket
+from kioskd.stats import Minutes, day_bounds, minutes, nearest_rank, summarise
+from kioskd.store import StoreClosed
+
+API = "/api/v1"
+DAY = "2026-11-30"                  # conftest's OPENING: Monday 9:00 in Shanghai
+ZEROS = {"issued": 0, "served": 0, "no_show": 0, "cancelled": 0, "transferred": 0,
+         "waiting": 0, "at_window": 0}
+NONE = {"p50": None, "p90": None, "max": None}
+
+
+def at(hh_mm: str) -> float:
+    """The Unix time of `hh:mm` on the test day."""
+    hours, mins = map(int, hh_mm.split(":"))
+    return OPENING + (hours - 9) * 3600 + mins * 60
+
+
+def mins(p50: float, p90: float, most: float) -> dict:
+    return {"p50": p50, "p90": p90, "max": most}
+
+
+class Hall:
+    """The hall in-process: a kiosk, the clerks, and a supervisor reading the figures;
+    every action happens at the clock time the test names."""
+
+    def __init__(self, client: httpx.AsyncClient, clock: Clock):
+        self.client = client
+        self.clock = clock
+        self.numbers: dict[str, str] = {}        # number → ticket id
+
+    def at(self, hh_mm: str) -> Hall:
+        moment = at(hh_mm)
+        assert moment >= self.clock.now, f"{hh_mm} is in the past"
+        self.clock.now = moment
+        return self
+
+    async def issue(self, service: str) -> str:
+        r = await self.client.post(f"{API}/tickets", json={"service": service})
+        assert r.status_code == 201, r.text
+        ticket = r.json()
+        self.numbers[ticket["number"]] = ticket["id"]
+        return ticket["number"]
+
+    async def press(self, window: str, action: str, **body: Any) -> dict:
+        r = await self.client.post(f"{API}/windows/{window}/{action}", json=body or None)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def call(self, window: str) -> str:
+        return (await self.press(window, "call-next"))["number"]
+
+    async def ticket(self, number: str, action: str) -> dict:
+        r = await self.client.post(f"{API}/tickets/{self.numbers[number]}/{action}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def stats(self, day: str | None = None) -> dict:
+        r = await self.client.get(f"{API}/stats", params={} if day is None else {"date": day})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture
+async def hall(tmp_path, clock) -> AsyncIterator[Hall]:
+    async with running(small_hall(tmp_path / "var"), clock) as client:
+        yield Hall(client, clock)
+
+
+def by_id(items: list[dict]) -> dict[str, dict]:
+    return {item["id"]: item for item in items}
+
+
+# -- a day in the hall -------------------------------------------------------------------
+
+async def play_a_morning(h: Hall) -> None:
+    """Two hours at the hall: served with and without a start, a no-show, a transfer
+    (its second call is not a second wait), a cancellation, one left waiting and one
+    still being served."""
+    await h.at("9:00").issue("property")                       # A001
+    await h.at("9:02").issue("property")                       # A002
+    await h.at("9:05").issue("business")                       # B001
+    assert await h.at("9:06").call("4") == "A001"              # waited 6 min
+    await h.at("9:08").press("4", "start")
+    await h.at("9:10").issue("social")                         # C001
+    assert await h.at("9:11").call("3") == "C001"              # waited 1 min
+    assert await h.at("9:12").call("1") == "A002"              # waited 10 min
+    await h.at("9:13").press("3", "no-show")
+    assert await h.at("9:14").call("2") == "B001"              # waited 9 min, as 企业开办
+    await h.press("2", "start")
+    await h.at("9:15").press("1", "complete")                  # A002: 3 min, never started
+    moved = await h.at("9:16").press("2", "transfer", service="social")
+    assert moved["status"] == "waiting" and moved["transfers"] == 1
+    await h.at("9:18").press("4", "complete")                  # A001: 10 min from its start
+    await h.at("9:20").issue("property")                       # A003
+    assert await h.at("9:21").call("3") == "B001"              # called again: no new wait
+    await h.at("9:22").press("3", "start")
+    await h.at("9:30").press("3", "complete")                  # B001: 8 min, as 社保业务
+    await h.issue("social")                                    # C002
+    await h.at("9:40").issue("business")                       # B002
+    assert await h.at("10:05").call("4") == "A003"             # waited 45 min
+    await h.at("10:06").press("4", "start")
+    assert await h.at("10:10").call("3") == "C002"             # waited 40 min
+    await h.at("10:15").ticket("B002", "cancel")
+    await h.at("10:20").issue("property")                      # A004: still waiting
+    await h.at("10:26").press("4", "complete")                 # A003: 20 min
+    await h.at("10:31").press("3", "start")                    # C002: still being served
+
+
+async def test_a_day_counts_every_ticket_once_under_the_right_service_and_window(hall):
+    await play_a_morning(hall)
+    hall.clock.advance(hours=1)
+    stats = await hall.stats()                                 # today by default
+    assert stats["date"] == DAY
+
+    services = by_id(stats["services"])
+    assert list(services) == ["property", "business", "social"]
+    assert services["property"] == {
+        "id": "property", "name": "不动产登记", **ZEROS, "issued": 4, "served": 3, "waiting": 1,
+        "wait_min": mins(10.0, 45.0, 45.0),            # A001 6, A002 10, A003 45
+        "service_min": mins(10.0, 20.0, 20.0)}         # A002 3, A001 10, A003 20
+    assert services["business"] == {
+        "id": "business", "name": "企业开办", **ZEROS, "issued": 2, "cancelled": 1,
+        "transferred": 1,                              # B001 left for 社保业务
+        "wait_min": mins(9.0, 9.0, 9.0), "service_min": NONE}
+    assert services["social"] == {
+        "id": "social", "name": "社保业务", **ZEROS, "issued": 2, "served": 1, "no_show": 1,
+        "at_window": 1,                                # B001 served here; C001 no-show; C002
+        "wait_min": mins(1.0, 40.0, 40.0),             # C001 1, C002 40 (not B001's 2nd call)
+        "service_min": mins(8.0, 8.0, 8.0)}
+
+    windows = by_id(stats["windows"])
+    assert list(windows) == ["1", "2", "3", "4", "9"]
+    assert windows["1"] == {"id": "1", "name": "1号窗口", "served": 1, "no_show": 0,
+                            "transferred": 0, "service_min": mins(3.0, 3.0, 3.0)}
+    assert windows["2"] == {"id": "2", "name": "2号窗口", "served": 0, "no_show": 0,
+                            "transferred": 1, "service_min": NONE}
+    assert windows["3"] == {"id": "3", "name": "3号窗口", "served": 1, "no_show": 1,
+                            "transferred": 0, "service_min": mins(8.0, 8.0, 8.0)}
+    assert windows["4"] == {"id": "4", "name": "4号窗口", "served": 2, "no_show": 0,
+                            "transferred": 0, "service_min": mins(10.0, 20.0, 20.0)}
+    assert windows["9"] == {"id": "9", "name": "临时窗口", "served": 0, "no_show": 0,
+                            "transferred": 0, "service_min": NONE}
+
+    assert stats["hours"] == [
+        # 7 issued; calls A001 C001 A002 B001 B001; first-call waits 6 1 10 9
+        {"hour": 9, "issued": 7, "called": 5, "wait_p50_min": 6.0, "wait_max_min": 10.0},
+        # A004 issued; calls A003 (45) and C002 (40)
+        {"hour": 10, "issued": 1, "called": 2, "wait_p50_min": 40.0, "wait_max_min": 45.0}]
+
+    totals = stats["totals"]
+    assert totals == {"issued": 8, "served": 4, "no_show": 1, "cancelled": 1, "transferred": 1,
+                      "waiting": 1, "at_window": 1,
+                      "wait_min": mins(9.0, 45.0, 45.0),      # 1 6 9 10 40 45
+                      "service_min": mins(8.0, 20.0, 20.0)}   # 3 8 10 20
+    ends = ("served", "no_show", "cancelled", "waiting", "at_window")
+    assert totals["issued"] == sum(totals[k] for k in ends)
+
+
+async def test_a_re_admitted_no_show_is_one_wait_and_ends_as_served(hall):
+    await hall.at("9:00").issue("social")
+    assert await hall.at("9:05").call("3") == "C001"           # waited 5 min
+    await hall.at("9:06").press("3", "no-show")
+    await hall.at("9:10").ticket("C001", "readmit")
+    assert await hall.at("9:20").call("3") == "C001"           # back: not a second wait
+    await hall.at("9:30").press("3", "complete")               # 10 min from the call
+    social = by_id((await hall.stats(DAY))["services"])["social"]
+    assert social == {"id": "social", "name": "社保业务", **ZEROS, "issued": 1, "served": 1,
+                      "wait_min": mins(5.0, 5.0, 5.0), "service_min": mins(10.0, 10.0, 10.0)}
+    assert (await hall.stats(DAY))["hours"] == [
+        {"hour": 9, "issued": 1, "called": 2, "wait_p50_min": 5.0, "wait_max_min": 5.0}]
+
+
+async def test_a_closed_day_counts_what_was_left_in_line_as_waiting(hall):
+    await hall.at("9:00").issue("property")
+    await hall.issue("property")
+    await hall.issue("property")
+    assert await hall.at("9:10").call("4") == "A001"
+    await hall.press("4", "start")                             # still being served at midnight
+    assert await hall.at("9:20").call("1") == "A002"           # still called at midnight
+    hall.clock.advance(hours=24)                               # the next morning
+    await hall.issue("social")                                 # the day rolls over first
+
+    closed = await hall.stats(DAY)
+    assert closed["totals"] | {"wait_min": None} == {
+        **ZEROS, "issued": 3, "served": 2, "waiting": 1, "wait_min": None,
+        "service_min": NONE}                                   # no service time is known
+    assert closed["totals"]["wait_min"] == mins(10.0, 20.0, 20.0)
+    assert by_id(closed["windows"])["4"]["served"] == 1
+    today = await hall.stats()
+    assert today["date"] == "2026-12-01"
+    assert today["totals"] | {"wait_min": None} == {**ZEROS, "issued": 1, "waiting": 1,
+                                                    "wait_min": None, "service_min": NONE}
+    assert [h["hour"] for h in today["hours"]] == [9]
+
+
+async def test_a_day_without_tickets_is_zeros_and_nulls(hall):
+    await hall.at("9:00").issue("property")                    # another day's ticket
+    for day in ("2026-11-29", "2025-01-01", "2030-06-15", "0001-01-01", "9999-12-30"):
+        stats = await hall.stats(day)
+        assert stats["date"] == day
+        assert stats["hours"] == []
+        assert stats["totals"] == {**ZEROS, "wait_min": NONE, "service_min": NONE}
+        assert [s["id"] for s in stats["services"]] == ["property", "business", "social"]
+        assert all(s | {"id": None, "name": None} == {**ZEROS, "id": None, "name": None,
+                                                        "wait_min": NONE, "service_min": NONE}
+                   for s in stats["services"])
+        assert [w["served"] for w in stats["windows"]] == [0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "2026-02-30", "yesterday", "20261130",
+                                 "2026-W48-1", "2026-11-30T09:00", "", "x" * 300,
+                                 "9999-12-31"])
+async def test_a_bad_date_is_422_saying_what_a_date_looks_like(hall, bad):
+    r = await hall.client.get(f"{API}/stats", params={"date": bad})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "YYYY-MM-DD" in detail and len(detail) < 200
+
+
+def test_minutes_round_half_up_and_percentiles_take_the_nearest_rank():
+    assert [minutes(s) for s in (0, 2.9, 3, 45, 59.9, 600)] == [0.0, 0.0, 0.1, 0.8, 1.0, 10.0]
+    ordered = [60.0 * n for n in range(1, 11)]                  # 1 .. 10 minutes
+    assert nearest_rank(ordered, 50) == 300 and nearest_rank(ordered, 90) == 540
+    assert nearest_rank([7.0], 90) == 7.0
+    assert Minutes.of([]) == Minutes(None, None, None)
+    assert Minutes.of([600, 60, 120]) == Minutes(2.0, 10.0, 10.0)
+
+
+def test_a_day_is_the_halls_local_day():
+    start, end = day_bounds(date(2026, 11, 30), ZoneInfo("Asia/Shanghai"))
+    assert start == OPENING - 9 * 3600 and end - start == 86_400
+
+
+@pytest.mark.parametrize("day, length_h", [(date(2026, 3, 8), 23), (date(2026, 11, 1), 25)])
+def test_hours_are_local_hours_on_the_days_the_clocks_change(tmp_path, day, length_h):
+    zone = ZoneInfo("America/New_York")
+    config = small_hall(tmp_path)
+    config = replace(config, hall=replace(config.hall, timezone="America/New_York"))
+    start, end = day_bounds(day, zone)
+    assert end - start == length_h * 3600
+    times = [start + 600 * n for n in range(int(end - start) // 600)]
+    tickets = [Ticket(id=str(n), day=day.isoformat(), number=f"A{n:03d}", service="property",
+                      priority=False, status=Status.WAITING, issued_at=t, queue_at=t)
+               for n, t in enumerate(times)]
+    stats = summarise(config, day, tickets, [])
+    expected = Counter(datetime.fromtimestamp(t, zone).hour for t in times)
+    assert {h.hour: h.issued for h in stats.hours} == expected
+    assert stats.totals.issued == stats.totals.waiting == len(times)
+
+
+# -- who may read them ---------------------------------------------------------------------
+
+TOKENS = Auth(kiosk=("k",), technician=("t",), supervisor=("s",), windows={"1": ("w1",)})
+
+
+@pytest.mark.parametrize("path, token, status", [
+    ("/stats", "s", 200), ("/stats", "t", 403), ("/stats", "k", 403), ("/stats", "w1", 403),
+    ("/stats", None, 401), ("/stats", "nonsense", 401),
+    ("/alerts", "s", 200), ("/alerts", "t", 200), ("/alerts", "k", 403), ("/alerts", "w1", 403),
+    ("/alerts", None, 401)])
+async def test_statistics_are_for_the_supervisor_alerts_also_for_the_technician(
+        tmp_path, clock, path, token, status):
+    async with running(small_hall(tmp_path / "var", TOKENS), clock) as client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = await client.get(f"{API}{path}", headers=headers)
+        assert r.status_code == status, r.text
+        if status != 200:
+            assert r.json()["detail"]
+
+
+async def test_the_role_is_checked_before_the_date(tmp_path, clock):
+    async with running(small_hall(tmp_path / "var", TOKENS), clock) as client:
+        r = await client.get(f"{API}/stats?date=nonsense", headers={"Authorization": "Bearer t"})
+        assert r.status_code == 403
+
+
+# -- alerts --------------------------------------------------------------------------------
+
+async def alerts(client: httpx.AsyncClient) -> list[dict]:
+    r = await client.get(f"{API}/alerts")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def alert(device: str, kind: str, state: str, message: str = "paper near end") -> dict:
+    """An alert as the device layer sends it (devices.Supervised.update_alerts)."""
+    return {"device": device, "kind": kind, "message": message, "state": state}
+
+
+async def test_alerts_are_open_until_cleared_newest_first_and_survive_a_restart(tmp_path, clock):
+    config = small_hall(tmp_path / "var")        # printer_1 is disabled: never heard from
+    async with serving(config, clock) as (app, client):
+        assert await alerts(client) == []
+        emit = app.state.devices.emit
+        await emit("alert", alert("printer_1", "paper_near_end", "raised"))
+        clock.advance(minutes=1)
+        await emit("alert", alert("printer_1", "cover_open", "raised", "cover open"))
+        await emit("alert", alert("board_7", "no_answer", "raised", "gone"))  # not in this hall
+        listed = await alerts(client)
+        assert [(a["device"], a["kind"]) for a in listed] == [
+            ("printer_1", "cover_open"), ("printer_1", "paper_near_end")]
+        near_end = listed[1]
+        assert near_end == {"id": near_end["id"], "kind": "paper_near_end", "device": "printer_1",
+                            "window": None, "service": None, "message": "paper near end",
+                            "raised_at": "2026-11-30T09:00:00+08:00"}
+        await emit("alert", alert("printer_1", "cover_open", "cleared", "cover open"))
+        assert [a["kind"] for a in await alerts(client)] == ["paper_near_end"]
+
+    async with serving(config, clock) as (app, client):        # the daemon restarted
+        assert await alerts(client) == [near_end]
+        await app.state.devices.emit("alert", alert("printer_1", "paper_near_end", "cleared"))
+        assert await alerts(client) == []
+        await app.state.devices.emit("alert", alert("printer_1", "paper_near_end", "raised"))
+        again = await alerts(client)
+        assert len(again) == 1 and again[0]["id"] > near_end["id"]
+
+
+def printer_hall(tmp_path: Path, printer: EmulatedPrinter) -> Config:
+    """The small hall whose kiosk prints on `printer`, polled every 0.1 s."""
+    connection = f"tcp://127.0.0.1:{printer.listen_tcp('127.0.0.1', 0)}"
+    settings = Settings(parse_connection(connection), "gb18030", PROFILES["80mm"])
+    config = small_hall(tmp_path / "var")
+    return replace(config, devices={
+        "printer_1": Device("printer_1", "escpos", {"connection": connection},
+                            settings=settings, timeout=0.5, poll_interval=0.1),
+        "kiosk_1": Device("kiosk_1", "terminal", {"printer": "printer_1"})})
+
+
+async def alerts_become(client: httpx.AsyncClient, kinds: list[str]) -> list[dict]:
+    """Poll /alerts until it lists `kinds` (the printer is polled every 0.1 s)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        listed = await alerts(client)
+        if [a["kind"] for a in listed] == kinds:
+            return listed
+        assert asyncio.get_running_loop().time() < deadline, f"alerts stayed {listed}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def printer():
+    emulated = EmulatedPrinter(encoding="gb18030", profile=PROFILES["80mm"])
+    yield emulated
+    emulated.close()
+
+
+async def test_a_printer_near_its_paper_end_is_an_alert_until_paper_is_loaded(tmp_path, printer):
+    config = printer_hall(tmp_path, printer)
+    async with running(config, time.time) as client:
+        printer.status = PrinterStatus(paper="near_end")
+        [raised] = await alerts_become(client, ["paper_near_end"])
+        assert raised["device"] == "printer_1" and "paper" in raised["message"]
+        printer.status = PrinterStatus(paper="ok")
+        await alerts_become(client, [])
+
+
+async def test_paper_loaded_while_the_daemon_was_down_ends_the_alert_once_the_printer_answers(
+        tmp_path, printer):
+    config = printer_hall(tmp_path, printer)
+    async with running(config, time.time) as client:
+        printer.status = PrinterStatus(paper="near_end")
+        [raised] = await alerts_become(client, ["paper_near_end"])
+    printer.status = PrinterStatus(paper="ok")                   # loaded while stopped
+    async with serving(config, time.time) as (app, client):
+        await device_in_state(client, "printer_1", "ready")
+        assert await alerts(client) == []
+        log = [e.data for e in app.state.bus.since(0) or [] if e.type == "alert"]
+        assert log == [raised_data(raised)]                      # no `cleared` was ever sent
+    printer.status = PrinterStatus(paper="near_end")
+    async with running(config, time.time) as client:             # near its end again
+        await device_in_state(client, "printer_1", "degraded")
+        [again] = await alerts(client)
+        assert again["kind"] == "paper_near_end" and again["id"] > raised["id"]
+
+
+def raised_data(listed: dict) -> dict:
+    return {"device": listed["device"], "kind": listed["kind"], "message": listed["message"],
+            "state": "raised"}
+
+
+# -- the store's read ----------------------------------------------------------------------
+
+async def test_a_read_runs_off_the_loop_sees_what_was_committed_and_cannot_write(queue):
+    view = await queue.issue("property")
+    loop_thread = threading.get_ident()
+
+    def read(tx):
+        assert threading.get_ident() != loop_thread
+        return tx.tickets_of_day(DAY)
+    assert [t.number for t in await queue.store.read(read)] == [view.ticket.number]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await queue.store.read(lambda tx: tx.insert_ticket(view.ticket))
+    assert len(await queue.store.read(read)) == 1
+    await queue.store.close()
+    with pytest.raises(StoreClosed):
+        await queue.store.read(read)
