@@ -87,7 +87,7 @@ def test_a_fresh_day_then_waiting_per_service_follows_the_queue(open_page, hall)
         issue(hall, service)
     expect(page.locator('#services tr[data-service="property"] .waiting')).to_have_text("3")
     matches_the_queue(page, hall)
-    expect(page.locator("#tile-issued")).to_have_text("7")
+    expect(page.locator("#tile-issued")).to_have_text("7", timeout=10_000)   # statistics: every 3 s at most
     shot(page, "supervisor-overview")
     clean(page)
 
@@ -175,6 +175,8 @@ def test_the_temporary_window_opens_and_closes_from_the_page_and_a_busy_window_r
     expect(w3.locator(".badge")).to_have_text("开放")
     shot(page, "supervisor-close-refused")
     clean(page)
+    problem.get_by_role("button", name="知道了").click()
+    expect(problem).to_be_hidden()
 
 
 # ------------------------------------------------------------------ the chart
@@ -190,14 +192,18 @@ def test_the_chart_draws_this_hours_waits(open_page, hall):
     assert hour["called"] >= 3 and hour["wait_max_min"] is not None
 
     chart = page.locator("#chart svg")
-    expect(chart).to_be_visible()
-    for what in ("p50", "max"):
+    expect(chart).to_be_visible(timeout=10_000)               # statistics: every 3 s at most
+    for what, minutes in (("p50", hour["wait_p50_min"]), ("max", hour["wait_max_min"])):
         bar = chart.locator(f'rect.bar.{what}[data-hour="{hour["hour"]}"]')
-        expect(bar).to_have_count(1)
+        expect(bar).to_have_count(1, timeout=10_000)
+        hall.until(lambda: float(bar.get_attribute("data-minutes")) == minutes,   # this test's calls
+                   f"the {what} bar at {hour['hour']}h shows {minutes} min")
         assert float(bar.get_attribute("height")) > 0
     expect(chart.locator(".tick").filter(has_text=re.compile(rf"^{hour['hour']}时$"))).to_have_count(1)
     expect(chart.locator(".axis-title")).to_have_text("分钟")
-    expect(page.locator(".chart-summary")).to_contain_text(f"在 {hour['hour']}时")
+    longest = max((h for h in stats["hours"] if h["wait_max_min"] is not None),
+                  key=lambda h: h["wait_max_min"])              # an earlier hour's, maybe
+    expect(page.locator(".chart-summary")).to_contain_text(f"在 {longest['hour']}时")
     page.locator(".chart").scroll_into_view_if_needed()
     shot(page, "supervisor-chart")
     clean(page)

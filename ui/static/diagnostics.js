@@ -255,6 +255,9 @@ class Card {
     if (this.driver === "escpos") {
       this.ticketImage = el("img", { class: "ticket-image", hidden: true });
       this.ticketImage.addEventListener("load", () => this.ticketLoaded());
+      this.ticketImage.addEventListener("error", () => {
+        if (this.pendingTicketUrl && this.pendingTicketUrl !== this.ticketUrl) URL.revokeObjectURL(this.pendingTicketUrl);
+      });
       this.ticketNote = el("p", { class: "note" });
       this.ticketTitle = el("h4");
       this.ticketFrame = el("div", { class: "ticket-frame", hidden: true }, this.ticketImage);

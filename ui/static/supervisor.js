@@ -16,7 +16,7 @@ const SVG = "http://www.w3.org/2000/svg";
 
 words({
   zh: {
-    title: "大厅管理", refresh: "刷新", "lang.other": "English", tiles: "今日概况",
+    title: "大厅管理", refresh: "刷新", dismiss: "知道了", "lang.other": "English", tiles: "今日概况",
     "token.title": "需要管理员令牌", "token.label": "令牌", "token.submit": "确定",
     "token.missing": "这个页面需要大厅管理员的令牌。请输入令牌，或用带 #token=… 的地址打开。",
     "token.wrong": "这个令牌没有管理员权限（{detail}）。请输入管理员令牌。",
@@ -40,6 +40,7 @@ words({
     "confirm.open.ok": "确定开启", "confirm.close.ok": "确定关闭", "confirm.cancel": "取消",
     "done.open": "{name}已开启", "done.close": "{name}已关闭",
     "failed.open": "没能开启{name}：{detail}", "failed.close": "没能关闭{name}：{detail}",
+    "failed.open.short": "没能开启{name}，原因见窗口负荷", "failed.close.short": "没能关闭{name}，原因见窗口负荷",
     "chart.title": "今日等候时间（按小时）", "chart.p50": "中位数", "chart.max": "最长",
     "chart.empty": "今天还没有数据", "chart.empty.more": "有人取号并被叫号后，这里按小时显示等候时间。",
     "chart.axis": "分钟", "chart.hour": "{h}时", "chart.now": "现在",
@@ -55,7 +56,7 @@ words({
     "read.alerts": "告警",
   },
   en: {
-    title: "Hall supervision", refresh: "Refresh", "lang.other": "中文", tiles: "Today at a glance",
+    title: "Hall supervision", refresh: "Refresh", dismiss: "OK", "lang.other": "中文", tiles: "Today at a glance",
     "token.title": "Supervisor token needed", "token.label": "Token", "token.submit": "OK",
     "token.missing": "This page needs the hall supervisor's token. Enter it, or open the address with #token=….",
     "token.wrong": "This token has no supervisor rights ({detail}). Enter a supervisor's token.",
@@ -79,6 +80,7 @@ words({
     "confirm.open.ok": "Open it", "confirm.close.ok": "Close it", "confirm.cancel": "Cancel",
     "done.open": "{name} is open", "done.close": "{name} is closed",
     "failed.open": "Could not open {name}: {detail}", "failed.close": "Could not close {name}: {detail}",
+    "failed.open.short": "Could not open {name}: see Windows", "failed.close.short": "Could not close {name}: see Windows",
     "chart.title": "Today's waiting time, by hour", "chart.p50": "median", "chart.max": "longest",
     "chart.empty": "No data yet today", "chart.empty.more": "Once tickets are issued and called, the waits show here hour by hour.",
     "chart.axis": "min", "chart.hour": "{h}:00", "chart.now": "now",
@@ -360,8 +362,9 @@ async function windowAction(window, action) {
     loadQueue().catch(problem);
   } catch (error) {
     if (error.status === 401 || error.status === 403) { askForToken(error); return; }
-    box.textContent = t(`failed.${action}`, { name: window.name, detail: error.detail });
+    $("#window-problem-text").textContent = t(`failed.${action}`, { name: window.name, detail: error.detail });
     box.hidden = false;
+    toast(t(`failed.${action}.short`, { name: window.name }), "error", 5000);
   }
 }
 
@@ -510,6 +513,7 @@ function start() {
   renderLanguage();
   $("#lang").addEventListener("click", () => { setLang(lang === "zh" ? "en" : "zh"); renderLanguage(); });
   $("#refresh").addEventListener("click", () => loadAll());
+  $("#window-problem-dismiss").addEventListener("click", () => { $("#window-problem").hidden = true; });
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     bearer = $("#token-input").value.trim();
