@@ -43,12 +43,12 @@ def guarded(tmp_path_factory) -> DemoHall:
 def diagnostics(open_page, hall: DemoHall, fragment: str = "", token: str | None = None):
     page = open_page(f"{hall.url}/ui/diagnostics{fragment}", viewport=DESKTOP)
     count = len(hall.api("GET", "/devices", token=token, expect=200))
-    expect(page.locator("[data-device]")).to_have_count(count)
+    expect(page.locator("article[data-device]")).to_have_count(count)
     return page
 
 
 def card(page, device_id: str):
-    return page.locator(f'[data-device="{device_id}"]')
+    return page.locator(f'article[data-device="{device_id}"]')
 
 
 def clean(page) -> None:
@@ -98,19 +98,30 @@ def test_every_device_is_listed_with_its_state_and_a_test_print_shows_the_ticket
 
     jobs = hall.device("printer_1")["detail"]["emulator"]["jobs"]
     before = printer.locator("img.ticket-image").get_attribute("src")
-    watch_busy(page, '[data-device="printer_1"] button[data-action="test"]')
+    watch_busy(page, 'article[data-device="printer_1"] button[data-action="test"]')
     printer.get_by_role("button", name="测试").click()
     expect(printer.locator(".outcome")).to_contain_text("测试页已打印", timeout=15_000)
     assert page.evaluate("window.busySeen").count("true:测试中…") >= 1, "no progress was shown"
     assert hall.device("printer_1")["detail"]["emulator"]["jobs"] == jobs + 1
     page.wait_for_function("""(before) => {
-        const image = document.querySelector('[data-device="printer_1"] img.ticket-image');
+        const image = document.querySelector('article[data-device="printer_1"] img.ticket-image');
         return image && !image.hidden && image.src.startsWith('blob:') && image.src !== before &&
                image.complete && image.naturalWidth > 0;
     }""", arg=before)
     printer.scroll_into_view_if_needed()
     shot(page, "diagnostics-printer-test")
     clean(page)
+
+    # a ticket issued at the kiosk prints on printer_1: the page shows that ticket next
+    shown = printer.locator("img.ticket-image").get_attribute("src")
+    ticket = hall.api("POST", "/tickets", {"service": "fund", "terminal": "kiosk_1"}, expect=201)
+    assert ticket["print"] == {"device": "printer_1", "status": "printed", "error": None}
+    page.wait_for_function("""(before) => {
+        const image = document.querySelector('article[data-device="printer_1"] img.ticket-image');
+        return image.src !== before && image.src.startsWith('blob:') && image.complete &&
+               image.naturalWidth > 0;
+    }""", arg=shown)
+    expect(printer).to_contain_text(f"{jobs + 2} 张")
 
 
 # ------------------------------------------------------------------ boards and the voice
@@ -138,13 +149,13 @@ def test_the_voice_card_shows_the_last_announcement_and_plays_its_recording(open
     words = f"请{ticket['number']}号到3号窗口办理"
     expect(voice.locator(".said")).to_have_text(words, timeout=30_000)
     page.wait_for_function("""(before) => {
-        const audio = document.querySelector('[data-device="voice"] audio');
+        const audio = document.querySelector('article[data-device="voice"] audio');
         return audio && !audio.hidden && audio.src.startsWith('blob:') && audio.src !== before &&
                audio.duration > 1;
     }""", arg=before, timeout=20_000)
     last = hall.device("voice")["detail"]["last_announcement"]
     assert last["text"] == words
-    duration = page.evaluate("document.querySelector('[data-device=\"voice\"] audio').duration")
+    duration = page.evaluate("document.querySelector('article[data-device=\"voice\"] audio').duration")
     assert abs(duration - last["duration_s"]) < 0.5, (duration, last["duration_s"])
     expect(voice).to_contain_text(f"{last['duration_s']:.1f} 秒")
     voice.scroll_into_view_if_needed()
@@ -169,8 +180,13 @@ def test_a_device_event_appears_in_the_log_and_its_card_follows(open_page, hall)
     expect(line.locator("time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
     expect(page.locator("#log-empty")).to_be_hidden()
     expect(kiosk.locator(".badge-box .badge")).to_have_text("正常")
+    expect(kiosk).to_contain_text("1080x1920")                   # what its page reported
     shot(page, "diagnostics-log")
     clean(page)
+
+    kiosk.get_by_role("button", name="重新加载页面").click()
+    expect(kiosk.locator(".outcome")).to_contain_text("已要求终端页面重新加载")
+    assert hall.device("kiosk_1")["detail"]["reloads_asked"] == 1
 
     page.get_by_role("button", name="English").click()
     expect(page.locator("h1")).to_have_text("Device diagnostics")
@@ -194,15 +210,15 @@ def test_a_hall_with_technician_tokens_asks_for_one(open_page, guarded):
     page.get_by_label("令牌").fill("wrong-token")
     page.get_by_role("button", name="确定").click()
     expect(form).to_be_visible()
-    expect(page.locator("[data-device]")).to_have_count(0)
+    expect(page.locator("article[data-device]")).to_have_count(0)
 
     page.get_by_label("令牌").fill("tech-token")
     page.get_by_role("button", name="确定").click()
     expect(form).to_be_hidden()
-    expect(page.locator('[data-device="printer_1"]')).to_be_visible()
+    expect(page.locator('article[data-device="printer_1"]')).to_be_visible()
 
     fresh = open_page(f"{guarded.url}/ui/diagnostics#token=tech-token", viewport=DESKTOP)
-    expect(fresh.locator('[data-device="board_3"]')).to_be_visible()
+    expect(fresh.locator('article[data-device="board_3"]')).to_be_visible()
     assert "tech-token" not in fresh.url
 
 
