@@ -182,8 +182,11 @@ def test_every_action_by_its_key(hall, open_page):
     expect(dialog).to_be_hidden()
     assert current(hall)["number"] == numbers[3]
 
-    # transfer to a window: the arrow keys choose, Enter confirms
+    # transfer to a window: filter, Enter
+    expect(page.locator("#do-transfer")).to_be_enabled()
     page.keyboard.press("t")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#transfer-filter")).to_be_focused()
     page.keyboard.type("4号")
     expect(page.locator("#transfer .choice:visible")).to_have_count(1)
     page.keyboard.press("Enter")

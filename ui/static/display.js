@@ -3,8 +3,12 @@
 // unattended, so it holds a fixed number of rows (reused, never appended), keeps no
 // growing list, and reconnects by itself: kioskd.js follow() resumes the event
 // stream, and each reconnection refetches the snapshot (/queue, /calls).
+// Address: /ui/display, optionally ?flash=SECONDS (how long a new call flashes)
+// and ?lang=en.
 
-import { $, api, clockTime, el, follow, lang, now, setLang, syncClock, t, translate, words } from "./kioskd.js";
+import {
+  $, api, clockTime, el, follow, lang, now, params, setLang, syncClock, t, translate, words,
+} from "./kioskd.js";
 
 words({
   zh: {
@@ -21,7 +25,8 @@ words({
 
 const CALL_ROWS = 8;             // the latest calls: this many rows, made once
 const NOW_CARDS = 8;             // windows calling now: this many cards, made once
-const FRESH_MS = 10_000;         // a new call stands out this long
+// A new call stands out this long: 10 s, or ?flash=SECONDS in the address (1–60).
+const FRESH_MS = 1000 * Math.min(60, Math.max(1, Number(params.get("flash")) || 10));
 const SNAPSHOT_GAP_MS = 400;     // a burst of events: at most ~2.5 refetches a second
 
 let hall = null;
@@ -97,7 +102,7 @@ function renderCalls() {
     setText(row.tag, call.recalled ? t("recalled") : "");
     setText(row.time, clockTime(call.at));
     const fresh = call.fresh && call.fresh > clock;
-    const wanted = `call${fresh ? " fresh" : ""}${call.recalled ? " recalled" : ""}`;
+    const wanted = `call${fresh ? " fresh" : ""}${fresh && i === 0 ? " newest" : ""}${call.recalled ? " recalled" : ""}`;
     if (row.node.className !== wanted) row.node.className = wanted;
   }
   scheduleFreshEnd();
@@ -122,9 +127,10 @@ function called(event) {
     at: event.at, event_id: event.id, recalled: event.type === "ticket.recalled",
     fresh: Date.now() + FRESH_MS,
   }]);
-  const first = callRows[0].node;
-  first.classList.remove("fresh");
-  void first.offsetWidth;                 // restart the animation
+  for (const node of [callRows[0].node, nowCards[0].node]) {
+    node.classList.remove("newest");
+    void node.offsetWidth;                // restart the animation
+  }
   renderCalls();
   patchNow(d, event);
 }
@@ -143,9 +149,16 @@ function patchNow(d, event) {
 
 function renderNow() {
   const windows = lastQueue ? lastQueue.windows : [];
+  // Newest call first: the order of the latest calls (event order, which a recall
+  // renews), then the time called for the windows whose call is older than those.
+  const rank = (w) => {
+    const at = calls.findIndex((c) => c.ticket === w.current.id);
+    return at < 0 ? CALL_ROWS : at;
+  };
   const calling = windows
     .filter((w) => w.current && (w.current.status === "called" || w.current.status === "serving"))
-    .sort((a, b) => (b.current.called_at || "").localeCompare(a.current.called_at || ""))
+    .sort((a, b) => rank(a) - rank(b) ||
+      (b.current.called_at || "").localeCompare(a.current.called_at || ""))
     .slice(0, NOW_CARDS);
   const clock = Date.now();
   const fresh = new Set(calls.filter((c) => c.fresh > clock).map((c) => c.ticket));
@@ -157,10 +170,12 @@ function renderNow() {
     setText(card.number, w.current.number);
     setText(card.window, w.name);
     setText(card.note, w.current.status === "serving" ? t("serving") : "");
-    const wanted = `now-card ${w.current.status}${fresh.has(w.current.id) ? " fresh" : ""}`;
+    const isFresh = fresh.has(w.current.id);
+    const wanted = `now-card ${w.current.status}${isFresh ? " fresh" : ""}${isFresh && i === 0 ? " newest" : ""}`;
     if (card.node.className !== wanted) card.node.className = wanted;
   }
   $("#now-none").hidden = calling.length > 0;
+  $("#now-list").hidden = calling.length === 0;
 }
 
 // ---------------------------------------------------------------- waiting per service

@@ -126,6 +126,10 @@ function plain(detail) {
 // ---------------------------------------------------------------- the token form
 
 function showOnly(id) {
+  // Leaving the token form: its field must not keep the focus (and swallow the keys).
+  if (document.activeElement instanceof HTMLElement && document.activeElement.closest(`main:not(#${id})`)) {
+    document.activeElement.blur();
+  }
   for (const name of ["picker", "login", "console"]) $(`#${name}`).hidden = name !== id;
 }
 
@@ -209,7 +213,10 @@ async function runRefresh() {
 }
 
 async function refresh() {
+  // What a refresh reads while a press is in flight may predate the press (the daemon
+  // can answer the GET first): only a refresh begun after the last answer is drawn.
   const generation = state.generation;
+  const during = state.busy;
   const w = encodeURIComponent(windowId);
   let win, waiting;
   try {
@@ -219,7 +226,7 @@ async function refresh() {
     if (error.status === 0) return;       // the stream's mark says so; it refetches when back
     throw error;
   }
-  if (generation !== state.generation) { scheduleRefresh(); return; }   // a press answered meanwhile
+  if (during || state.busy || generation !== state.generation) { scheduleRefresh(); return; }
   state.window = win;
   state.waiting = waiting;
   render();
@@ -564,6 +571,7 @@ async function begin() {
     return;
   }
   state.window = win;
+  $("#title").textContent = win.name;
   try {
     [state.services, state.windows] = await Promise.all([api("GET", "/services"), api("GET", "/windows")]);
   } catch { /* names fall back to ids; the transfer chooser fills when it opens */ }
