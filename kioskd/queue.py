@@ -479,9 +479,10 @@ class Queue:
         loads = []
         for service in self.config.services:
             waiting = counts.get(service.id, 0)
+            open_now = sum(1 for w in self._serving[service.id] if w.id in open_ids)
             windows = self._serving_windows(service.id, open_ids)
             minutes = self._minutes_per_ticket(tx, service.id, now)
-            loads.append(ServiceLoad(service.id, waiting, windows, minutes,
+            loads.append(ServiceLoad(service.id, waiting, open_now, minutes,
                                      self._estimate(waiting, minutes, windows)))
         return loads
 
@@ -542,6 +543,8 @@ class Queue:
         return ticket
 
     def _serving_windows(self, service_id: str, open_ids: set[str]) -> int:
+        """The windows an estimate divides by: those open now, or, while none is
+        (before opening, at lunch), those that usually serve it."""
         serving = self._serving[service_id]
         open_now = sum(1 for w in serving if w.id in open_ids)
         if open_now:

@@ -131,3 +131,14 @@ async def test_a_terminal_is_ready_while_its_page_reports_and_offline_when_it_st
         assert (await client.post(f"{API}/devices/nope/heartbeat")).status_code == 404
         r = await client.post(f"{API}/devices/kiosk_1/heartbeat", json={"page": "x" * 41})
         assert r.status_code == 422
+
+
+async def test_a_service_nobody_serves_now_says_so_and_still_has_an_estimate(tmp_path):
+    async with running(small_hall(tmp_path), Clock()) as client:
+        await client.post(f"{API}/tickets", json={"service": "social"})
+        assert (await client.post(f"{API}/windows/3/close")).status_code == 200
+        social = {s["id"]: s for s in (await client.get(f"{API}/services")).json()}["social"]
+        assert social["open_windows"] == 0             # window 3 closed, 9 (temporary) too
+        assert social["est_wait_min"] is not None      # as if its usual window were open
+        line = {s["id"]: s for s in (await client.get(f"{API}/queue")).json()["services"]}["social"]
+        assert line["open_windows"] == 0
