@@ -19,7 +19,7 @@ words({
     "act.call": "叫号", "act.recall": "重呼", "act.start": "开始办理", "act.complete": "办结",
     "act.noshow": "未到", "act.transfer": "转移", "act.pause": "暂停", "act.resume": "恢复",
     "key.call": "空格 / N",
-    keys: "快捷键：空格或 N 叫号 · R 重呼 · S 开始办理 · C 办结 · X 未到 · T 转移 · P 暂停/恢复；在输入框中不起作用。",
+    keys: "快捷键：空格、N 或 F1 叫号 · R 重呼 · S 开始办理 · C 办结 · X 未到 · T 转移 · P 暂停/恢复；在输入框中不起作用。",
     waiting: "本窗口等候", people: "人", "waiting.none": "暂无等候",
     "waiting.more": "另有 {n} 人未列出", "waited": "已等 {m} 分钟", transferred: "转来",
     "status.called": "已呼叫，等候到窗", "status.serving": "办理中", "status.idle": "空闲，可叫号", "status.paused": "暂停中，恢复后才能叫号", "status.closed": "窗口已关闭",
@@ -53,7 +53,7 @@ words({
     "act.call": "Call next", "act.recall": "Recall", "act.start": "Start", "act.complete": "Complete",
     "act.noshow": "No-show", "act.transfer": "Transfer", "act.pause": "Pause", "act.resume": "Resume",
     "key.call": "Space / N",
-    keys: "Keys: Space or N call next · R recall · S start · C complete · X no-show · T transfer · P pause/resume; not while typing in a field.",
+    keys: "Keys: Space, N or F1 call next · R recall · S start · C complete · X no-show · T transfer · P pause/resume; not while typing in a field.",
     waiting: "Waiting for this window", people: "", "waiting.none": "Nobody waiting",
     "waiting.more": "{n} more not listed", waited: "waited {m} min", transferred: "sent here",
     "status.called": "Called, not yet at the window", "status.serving": "Being served", "status.idle": "Free: call the next", "status.paused": "Paused: resume to call", "status.closed": "Window closed",
@@ -222,9 +222,8 @@ async function refresh() {
   try {
     [win, waiting] = await Promise.all([
       api("GET", `/windows/${w}`), api("GET", `/windows/${w}/waiting?limit=20`)]);
-  } catch (error) {
-    if (error.status === 0) return;       // the stream's mark says so; it refetches when back
-    throw error;
+  } catch {
+    return;          // unreachable: the stream's mark says so, and it refetches when back
   }
   if (during || state.busy || generation !== state.generation) { scheduleRefresh(); return; }
   state.window = win;
