@@ -97,8 +97,15 @@ GUARDED = [
     ("GET", "/devices/printer_1", None),
     ("POST", "/devices/printer_1/test", None),
     ("POST", "/devices/printer_1/reconnect", None),
+    ("GET", "/windows/1/access", None),
+    ("POST", "/devices/kiosk_1/heartbeat", {"page": "kiosk"}),
+    ("POST", "/devices/kiosk_1/reload", None),
+    ("GET", "/devices/voice/last-announcement.wav", None),
+    ("GET", "/stats", None),
+    ("GET", "/alerts", None),
 ]
-PUBLIC = ["/services", "/windows", "/windows/1", "/queue", "/tickets/TID"]
+PUBLIC = ["/services", "/windows", "/windows/1", "/queue", "/tickets/TID", "/hall", "/calls",
+          "/windows/1/waiting", "/tickets/TID/qr.svg"]
 
 
 # -- 401 ----------------------------------------------------------------------------------------
@@ -334,3 +341,20 @@ async def test_loopback_hall_without_tokens_is_open(open_client):
     # an unknown token is still refused: it is a mistake worth telling
     r = await call(c, "POST", "/tickets", "not-a-token", {"service": "property"})
     assert r.status_code == 401
+
+
+async def test_the_pages_routes_answer_their_roles(client):
+    """The console asks whether its token may act at its window; the kiosk page
+    reports for its terminal; a technician reloads a terminal's page."""
+    assert (await call(client, "GET", "/windows/1/access", W1)).status_code == 200
+    assert (await call(client, "GET", "/windows/1/access", SUPER)).status_code == 200
+    detail = await denied(client, "GET", "/windows/1/access", W3, 403, mentions=("window 1",))
+    assert "window 3" in detail
+    await denied(client, "GET", "/windows/1/access", KIOSK, 403)
+    for token in (KIOSK, TECH, SUPER):
+        r = await call(client, "POST", "/devices/kiosk_1/heartbeat", token, {"page": "kiosk"})
+        assert r.status_code == 200, (token, r.text)
+    await denied(client, "POST", "/devices/kiosk_1/heartbeat", W1, 403)
+    for token in (TECH, SUPER):
+        assert (await call(client, "POST", "/devices/kiosk_1/reload", token)).status_code == 200
+    await denied(client, "POST", "/devices/kiosk_1/reload", KIOSK, 403)

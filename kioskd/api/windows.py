@@ -45,6 +45,17 @@ async def waiting(w: str, request: Request,
         for t in tickets])
 
 
+@router.get("/windows/{w}/access", responses=ERRORS, dependencies=[CLERK],
+            summary="May this token act at this window? (changes nothing)")
+async def access(w: str, request: Request) -> dict:
+    """200 when the token (or none, where the window has no token) may press this
+    window's buttons; 401/403 with the reason otherwise. The clerk's console asks
+    before it shows its buttons."""
+    queue: Queue = request.app.state.queue
+    await queue.window(w)                          # 404 for an unknown window
+    return {"window": w, "allowed": True}
+
+
 @router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK],
              responses={**ERRORS, 204: {"description": "nothing is waiting"}},
              summary="Call the next ticket")

@@ -151,12 +151,10 @@ $("#login-form").addEventListener("submit", async (event) => {
   await begin();
 });
 
-// May this token act here? A transfer with a body the daemon refuses (422) changes
-// nothing, and the daemon checks the token before it reads any body: 401/403 mean no.
+// May this token act here? The daemon answers 200, or 401/403 with its reason.
 async function allowed() {
   try {
-    await api("POST", `/windows/${encodeURIComponent(windowId)}/transfer`,
-      { body: { check: "token" }, token: bearer });
+    await api("GET", `/windows/${encodeURIComponent(windowId)}/access`, { token: bearer });
   } catch (error) {
     if (error.status === 401 || error.status === 403) { askToken(error); return false; }
     if (error.status === 0) throw error;
