@@ -316,10 +316,11 @@ def test_the_ticket_page_on_a_phone_follows_the_ticket_until_it_is_called(hall, 
     shot(page, "ticket-phone-called-english")
     assert_clean(page)
 
+    # Another ticket's page keeps the phone's language choice.
     page.goto(f"{hall.url}/ui/ticket/AAAAnot-a-ticket-at-all")
     expect(page.locator("#unknown")).to_be_visible()
+    expect(page.locator("#unknown h2")).to_have_text("This ticket was not found")
+    page.locator("#lang").tap()
     expect(page.locator("#unknown h2")).to_have_text("没有找到这张号票")
     expect(page.locator("#ticket")).to_be_hidden()
     look(page, "ticket-phone-unknown")
-    page.locator("#lang").tap()
-    expect(page.locator("#unknown h2")).to_have_text("This ticket was not found")
