@@ -3,7 +3,7 @@
 // shows, the voice's last announcement, and a live log of device events.
 
 import {
-  $, api, blobUrl, el, follow, lang, now, setLang, setToken, syncClock, t, token, translate, words,
+  $, askToken, explainToken, coalesce, api, blobUrl, el, follow, lang, now, setLang, setToken, syncClock, t, token, translate, words,
 } from "./kioskd.js";
 
 const ROLE = "technician";
@@ -599,19 +599,18 @@ async function loadOne(id) {
 // one fetch per burst.
 const pending = new Set();
 let pendingAll = false;
-let pendingTimer = null;
+const refreshPending = coalesce(async () => {
+  const all = pendingAll || pending.size > 3;
+  const ids = [...pending];
+  pending.clear();
+  pendingAll = false;
+  if (all) await loadAll();
+  else await Promise.all(ids.map(loadOne));
+}, { delayMs: COALESCE_MS });
+
 function refreshSoon(id = null) {
   if (id === null) pendingAll = true; else pending.add(id);
-  if (pendingTimer) return;
-  pendingTimer = setTimeout(async () => {
-    pendingTimer = null;
-    const all = pendingAll || pending.size > 3;
-    const ids = [...pending];
-    pending.clear();
-    pendingAll = false;
-    if (all) await loadAll();
-    else await Promise.all(ids.map(loadOne));
-  }, COALESCE_MS);
+  refreshPending();
 }
 
 function showProblem(detail) {
@@ -624,18 +623,7 @@ function showProblem(detail) {
 function askForToken(error) {
   authorised = false;
   $("#main").hidden = true;
-  const form = $("#token-form");
-  form.hidden = false;
-  form.dataset.status = String(error.status);
-  form.dataset.detail = error.detail;
-  renderTokenWhy();
-  $("#token-input").focus();
-}
-
-function renderTokenWhy() {
-  const form = $("#token-form");
-  $("#token-why").textContent = form.dataset.status === "403"
-    ? t("token.wrong", { detail: form.dataset.detail || "" }) : t("token.missing");
+  askToken(error);
 }
 
 // ---------------------------------------------------------------- the log
@@ -686,7 +674,7 @@ function renderLanguage() {
   for (const card of cards.values()) card.update(card.device);
   renderSummary();
   renderLog();
-  renderTokenWhy();
+  explainToken();
 }
 
 // ---------------------------------------------------------------- start

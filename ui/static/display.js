@@ -7,7 +7,7 @@
 // and ?lang=en.
 
 import {
-  $, api, clockTime, el, follow, lang, now, params, setLang, syncClock, t, translate, words,
+  $, coalesce, api, clockTime, el, follow, lang, now, params, setLang, syncClock, t, translate, words,
 } from "./kioskd.js";
 
 words({
@@ -209,24 +209,15 @@ function renderQueue() {
 
 // ---------------------------------------------------------------- snapshots
 
-let snapshotTimer = null;
-let snapshotting = false;
-let snapshotAgain = false;
-let lastSnapshot = 0;
 let wantCalls = false;
+const snapshotSoon = coalesce(snapshot, { gapMs: SNAPSHOT_GAP_MS });
 
 function scheduleSnapshot(withCalls = false) {
   wantCalls ||= withCalls;
-  if (snapshotTimer !== null) return;
-  const wait = Math.max(0, lastSnapshot + SNAPSHOT_GAP_MS - Date.now());
-  snapshotTimer = setTimeout(snapshot, wait);
+  snapshotSoon();
 }
 
 async function snapshot() {
-  snapshotTimer = null;
-  if (snapshotting) { snapshotAgain = true; return; }
-  snapshotting = true;
-  lastSnapshot = Date.now();
   const withCalls = wantCalls;
   wantCalls = false;
   try {
@@ -244,9 +235,6 @@ async function snapshot() {
     renderQueue();
   } catch {
     wantCalls ||= withCalls;              // try again when the stream is back
-  } finally {
-    snapshotting = false;
-    if (snapshotAgain) { snapshotAgain = false; scheduleSnapshot(); }
   }
 }
 

@@ -8,7 +8,7 @@
 // Opened as /ui/kiosk?terminal=kiosk_1#token=KIOSKTOKEN  (optional &idle=SECONDS).
 
 import {
-  $, ApiError, api, el, follow, lang, params, setLang, setToken, syncClock, t, token,
+  $, coalesce, ApiError, api, el, follow, lang, params, setLang, setToken, syncClock, t, token,
   translate, words, now,
 } from "./kioskd.js";
 
@@ -434,17 +434,9 @@ async function loadHall() {
   }
 }
 
-let refreshTimer = null;
-let lastRefresh = 0;
-
-function refreshSoon() {
-  if (refreshTimer !== null) return;
-  const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
-  refreshTimer = setTimeout(() => { refreshTimer = null; loadServices(); }, wait);
-}
+const refreshSoon = coalesce(() => loadServices(), { gapMs: REFRESH_MS });
 
 async function loadServices() {
-  lastRefresh = Date.now();
   try {
     const [list, hallNow] = await Promise.all([api("GET", "/services"),
                                                hall ? Promise.resolve(hall) : api("GET", "/hall")]);

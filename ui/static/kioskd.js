@@ -30,6 +30,26 @@ export function setToken(role, value) {
   else localStorage.removeItem(TOKEN_KEY(role));
 }
 
+// A staff page's token form (<form id="token-form"> holding #token-why and
+// #token-input), shown when the daemon answers 401 or 403: 403 quotes its reason
+// (the words "token.wrong" with {detail}), 401 says a token is needed ("token.missing").
+export function askToken(error) {
+  const form = $("#token-form");
+  form.hidden = false;
+  form.dataset.status = String(error.status);
+  form.dataset.detail = error.detail;
+  explainToken();
+  $("#token-input").focus();
+}
+
+// The form's reason again, in the language now chosen.
+export function explainToken() {
+  const form = $("#token-form");
+  if (!form || !form.dataset.status) return;
+  $("#token-why").textContent = form.dataset.status === "403"
+    ? t("token.wrong", { detail: form.dataset.detail || "" }) : t("token.missing");
+}
+
 // ---------------------------------------------------------------- the API
 
 export class ApiError extends Error {
@@ -213,6 +233,40 @@ export function toast(text, kind = "ok", ms = 3000) {
   box.className = `toast ${kind} shown`;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => box.classList.remove("shown"), ms);
+}
+
+// ---------------------------------------------------------------- bursts
+// coalesce(work, {gapMs, delayMs}) → schedule: events come in bursts (a call moves
+// a window, a line, a board and the voice); each schedule() asks for one more run of
+// `work`, and a burst becomes one run: never two at once, at most one every gapMs,
+// at the earliest delayMs after the first ask. A schedule() during a run makes one
+// more run after it, so the last event is always read.
+export function coalesce(work, { gapMs = 250, delayMs = 0 } = {}) {
+  let timer = null;
+  let running = false;
+  let again = false;
+  let last = -Infinity;
+
+  async function run() {
+    timer = null;
+    if (running) { again = true; return; }
+    running = true;
+    last = Date.now();
+    try {
+      await work();
+    } catch (error) {
+      console.error(error);        // work shows its own failures; never an unhandled rejection
+    } finally {
+      running = false;
+      if (again) { again = false; schedule(); }
+    }
+  }
+
+  function schedule() {
+    if (timer !== null) return;
+    timer = setTimeout(run, Math.max(delayMs, last + gapMs - Date.now()));
+  }
+  return schedule;
 }
 
 // ---------------------------------------------------------------- time

@@ -3,7 +3,7 @@
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
-  $, api, el, follow, lang, now, setLang, setToken, syncClock, t, toast, token, translate, words,
+  $, askToken, explainToken, coalesce, api, el, follow, lang, now, setLang, setToken, syncClock, t, toast, token, translate, words,
 } from "./kioskd.js";
 
 const ROLE = "supervisor";
@@ -157,10 +157,7 @@ async function loadQueue() {
   renderTiles();
 }
 
-let statsAt = 0;
-let statsTimer = null;
 async function loadStats() {
-  statsAt = Date.now();
   const answer = await guarded(() => api("GET", "/stats", { token: bearer })).catch(failedRead("read.stats"));
   if (answer === undefined) return;
   stats = answer;
@@ -171,11 +168,8 @@ async function loadStats() {
 
 // Statistics read the whole day: after a burst of events, once, and not more often
 // than every few seconds.
-function statsSoon() {
-  if (statsTimer) return;
-  const wait = Math.max(COALESCE_MS, STATS_EVERY_MS - (Date.now() - statsAt));
-  statsTimer = setTimeout(() => { statsTimer = null; loadStats().catch(problem); }, wait);
-}
+const statsSoon = coalesce(() => loadStats().catch(problem),
+                           { delayMs: COALESCE_MS, gapMs: STATS_EVERY_MS });
 
 async function loadAlerts() {
   const answer = await guarded(() => api("GET", "/alerts", { token: bearer })).catch(failedRead("read.alerts"));
@@ -209,33 +203,13 @@ function problem(error) {
   box.hidden = false;
 }
 
-let queueTimer = null;
-function queueSoon() {
-  if (queueTimer) return;
-  queueTimer = setTimeout(() => { queueTimer = null; loadQueue().catch(problem); }, COALESCE_MS);
-}
-
-let alertsTimer = null;
-function alertsSoon() {
-  if (alertsTimer) return;
-  alertsTimer = setTimeout(() => { alertsTimer = null; loadAlerts().catch(problem); }, COALESCE_MS);
-}
+const queueSoon = coalesce(() => loadQueue().catch(problem), { delayMs: COALESCE_MS });
+const alertsSoon = coalesce(() => loadAlerts().catch(problem), { delayMs: COALESCE_MS });
 
 function askForToken(error) {
   needToken = true;
   $("#main").hidden = true;
-  const form = $("#token-form");
-  form.hidden = false;
-  form.dataset.status = String(error.status);
-  form.dataset.detail = error.detail;
-  renderTokenWhy();
-  $("#token-input").focus();
-}
-
-function renderTokenWhy() {
-  const form = $("#token-form");
-  $("#token-why").textContent = form.dataset.status === "403"
-    ? t("token.wrong", { detail: form.dataset.detail || "" }) : t("token.missing");
+  askToken(error);
 }
 
 // ---------------------------------------------------------------- tiles
@@ -504,7 +478,7 @@ function renderLanguage() {
   renderChart();
   renderAlerts();
   renderTiles();
-  renderTokenWhy();
+  explainToken();
 }
 
 // ---------------------------------------------------------------- start

@@ -3,7 +3,7 @@
 // complete, no-show, transfer, pause/resume. Opened as /ui/window?window=3#token=…
 
 import {
-  $, api, ApiError, el, elapsed, follow, lang, minutesSince, now, params, setLang, setToken,
+  $, coalesce, api, ApiError, el, elapsed, follow, lang, minutesSince, now, params, setLang, setToken,
   syncClock, t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -185,30 +185,8 @@ async function pick(unknown) {
 
 // ---------------------------------------------------------------- reading the window
 
-let refreshTimer = null;
-let refreshing = false;
-let refreshAgain = false;
-let lastRefresh = 0;
-const REFRESH_GAP_MS = 250;          // a burst of events: at most four refetches a second
-
-function scheduleRefresh() {
-  if (refreshTimer !== null) return;
-  const wait = Math.max(0, lastRefresh + REFRESH_GAP_MS - Date.now());
-  refreshTimer = setTimeout(runRefresh, wait);
-}
-
-async function runRefresh() {
-  refreshTimer = null;
-  if (refreshing) { refreshAgain = true; return; }
-  refreshing = true;
-  lastRefresh = Date.now();
-  try {
-    await refresh();
-  } finally {
-    refreshing = false;
-    if (refreshAgain) { refreshAgain = false; scheduleRefresh(); }
-  }
-}
+// a burst of events: at most four refetches a second
+const scheduleRefresh = coalesce(() => refresh(), { gapMs: 250 });
 
 async function refresh() {
   // What a refresh reads while a press is in flight may predate the press (the daemon
