@@ -7,7 +7,7 @@
 // and ?lang=en.
 
 import {
-  $, coalesce, api, clockTime, el, follow, lang, now, params, setLang, syncClock, t, translate, words,
+  $, langButton, coalesce, api, clockTime, el, follow, lang, now, params, syncClock, t, translate, words,
 } from "./kioskd.js";
 
 words({
@@ -274,15 +274,7 @@ function setLink(live) {
   document.body.classList.toggle("offline", !live);
 }
 
-function renderLangButton() {
-  const button = $("#lang");
-  button.textContent = lang === "zh" ? "English" : "中文";
-  button.lang = lang === "zh" ? "en" : "zh-CN";
-}
-
-$("#lang").addEventListener("click", () => {
-  setLang(lang === "zh" ? "en" : "zh");
-  renderLangButton();
+langButton($("#lang"), () => {
   formats();
   if (stream && !stream.live) setLink(false);
   renderCalls();
@@ -299,7 +291,6 @@ function refreshHall() {
 
 buildRows();
 translate();
-renderLangButton();
 formats();
 tick();
 setInterval(tick, 1000);

@@ -192,6 +192,21 @@ export function setLang(code, { remember = true } = {}) {
   translate();
 }
 
+// The 中文/English button: it names the other language, in that language; a press
+// switches, translates the data-t texts, then calls `then()` for the rest.
+export function langButton(button, then = () => {}) {
+  const label = () => {
+    button.textContent = lang === "zh" ? "English" : "中文";
+    button.lang = lang === "zh" ? "en" : "zh-CN";
+  };
+  label();
+  button.addEventListener("click", () => {
+    setLang(lang === "zh" ? "en" : "zh");
+    label();
+    then();
+  });
+}
+
 export function translate(root = document) {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   for (const node of root.querySelectorAll("[data-t]")) node.textContent = t(node.dataset.t);

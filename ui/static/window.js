@@ -3,7 +3,7 @@
 // complete, no-show, transfer, pause/resume. Opened as /ui/window?window=3#token=…
 
 import {
-  $, coalesce, api, ApiError, el, elapsed, follow, lang, minutesSince, now, params, setLang, setToken,
+  $, langButton, coalesce, api, ApiError, el, elapsed, follow, lang, minutesSince, now, params, setToken,
   syncClock, t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -513,15 +513,7 @@ $("#transfer-cancel").addEventListener("click", () => dialog.close());
 
 // ---------------------------------------------------------------- language, start
 
-function renderLangButton() {
-  const button = $("#lang");
-  button.textContent = lang === "zh" ? "English" : "中文";
-  button.lang = lang === "zh" ? "en" : "zh-CN";
-}
-
-$("#lang").addEventListener("click", () => {
-  setLang(lang === "zh" ? "en" : "zh");
-  renderLangButton();
+langButton($("#lang"), () => {
   if (!$("#console").hidden) render();
   else if (!$("#picker").hidden) pick();
   else if (!$("#login").hidden) $("#login-why").textContent ||= t("login.need");
@@ -566,7 +558,6 @@ async function begin() {
 }
 
 translate();
-renderLangButton();
 syncClock().then((hall) => { state.hall = hall; }).catch(() => {});
 setInterval(() => { if (!$("#console").hidden) tick(); }, 1000);
 setInterval(() => syncClock().then((hall) => { state.hall = hall; }).catch(() => {}), 10 * 60 * 1000);
