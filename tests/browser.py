@@ -20,7 +20,7 @@ import pytest
 
 from drivers.escpos.emulator import EmulatedPrinter
 from conftest import SHIPPED_HALL
-from daemon import Daemon, free_port
+from daemon import Daemon, PortTaken, free_ports
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags a locked-down machine needs: no sandbox as root, no GPU, and no calls
@@ -106,7 +106,7 @@ class DemoHall:
     def __init__(self, folder: Path, own_printer: bool = False, extra: str = ""):
         self.folder = folder
         self.printer: EmulatedPrinter | None = None
-        port = free_port()
+        port, daemon_port = free_ports(2)
         text = SHIPPED_HALL.read_text(encoding="utf-8")
         if own_printer:
             self.printer = EmulatedPrinter(jobs_dir=folder / "printer-jobs",
@@ -118,12 +118,22 @@ class DemoHall:
         text = text.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}")
         self.config = folder / "devices.toml"
         self.config.write_text(text + extra, encoding="utf-8")
-        self.daemon = Daemon(self.config)
+        self.daemon = Daemon(self.config, port=daemon_port)
         self.url = self.daemon.url
         self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=10)
 
     def start(self) -> DemoHall:
-        self.daemon.start()
+        for attempt in range(3):
+            try:
+                self.daemon.start()
+                return self
+            except PortTaken:             # another process (a parallel run) took the port
+                if attempt == 2:
+                    raise
+                self.daemon = Daemon(self.config)
+                self.url = self.daemon.url
+                self.http.close()
+                self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=10)
         return self
 
     def restart(self) -> None:

@@ -47,9 +47,24 @@ def hall_toml(windows: int = 4) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback ports free now (held open together while chosen,
+    so they differ; another process may still take one before it is used)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class PortTaken(RuntimeError):
+    """The daemon could not bind its port: another process took it after we chose it."""
 
 
 class Daemon:
@@ -72,7 +87,9 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"kioskd exited with {self.proc.returncode}:\n{self.output()}")
+                output = self.output()
+                kind = PortTaken if "address already in use" in output else RuntimeError
+                raise kind(f"kioskd exited with {self.proc.returncode}:\n{output}")
             try:
                 if httpx.get(f"{self.url}/livez", timeout=1).status_code == 200:
                     return self
