@@ -19,6 +19,7 @@ bench:
 	.venv/bin/python benchmarks/printing.py
 	.venv/bin/python benchmarks/boards.py
 	.venv/bin/python benchmarks/voice.py
+	.venv/bin/python benchmarks/stats_day.py
 
 check:
 	@scripts/bootstrap.sh run
