@@ -3,7 +3,8 @@
 // shows, the voice's last announcement, and a live log of device events.
 
 import {
-  $, askToken, explainToken, coalesce, api, blobUrl, el, follow, lang, now, setLang, setToken, syncClock, t, token, translate, words,
+  $, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, setToken,
+  syncClock, t, token, translate, words,
 } from "./kioskd.js";
 
 const ROLE = "technician";
@@ -13,7 +14,7 @@ const COALESCE_MS = 250;
 
 words({
   zh: {
-    title: "设备诊断", refresh: "刷新", devices: "设备", "lang.other": "English",
+    title: "设备诊断", refresh: "刷新", devices: "设备",
     "token.title": "需要技术人员令牌", "token.label": "令牌", "token.submit": "确定",
     "token.missing": "这个页面需要技术人员的令牌。请输入令牌，或用带 #token=… 的地址打开。",
     "token.wrong": "这个令牌没有技术人员权限（{detail}）。请输入技术人员令牌。",
@@ -60,7 +61,7 @@ words({
     "log.dropped": "未播报 {text}：{reason}",
   },
   en: {
-    title: "Device diagnostics", refresh: "Refresh", devices: "Devices", "lang.other": "中文",
+    title: "Device diagnostics", refresh: "Refresh", devices: "Devices",
     "token.title": "Technician token needed", "token.label": "Token", "token.submit": "OK",
     "token.missing": "This page needs a technician's token. Enter it, or open the address with #token=….",
     "token.wrong": "This token has no technician rights ({detail}). Enter a technician's token.",
@@ -667,9 +668,6 @@ function addToLog(event) {
 
 function renderLanguage() {
   translate();
-  const button = $("#lang");
-  button.textContent = t("lang.other");
-  button.setAttribute("lang", lang === "zh" ? "en" : "zh-CN");
   document.title = `${t("title")} · kioskd`;
   for (const card of cards.values()) card.update(card.device);
   renderSummary();
@@ -681,7 +679,7 @@ function renderLanguage() {
 
 function start() {
   renderLanguage();
-  $("#lang").addEventListener("click", () => { setLang(lang === "zh" ? "en" : "zh"); renderLanguage(); });
+  langButton($("#lang"), renderLanguage);
   $("#refresh").addEventListener("click", () => loadAll());
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -7,7 +7,8 @@
 // and ?lang=en.
 
 import {
-  $, langButton, coalesce, api, clockTime, el, follow, lang, now, params, syncClock, t, translate, words,
+  $, api, clockTime, coalesce, el, follow, lang, langButton, now, params, syncClock, t, translate,
+  words,
 } from "./kioskd.js";
 
 words({

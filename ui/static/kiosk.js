@@ -8,8 +8,8 @@
 // Opened as /ui/kiosk?terminal=kiosk_1#token=KIOSKTOKEN  (optional &idle=SECONDS).
 
 import {
-  $, coalesce, ApiError, api, el, follow, lang, params, setLang, setToken, syncClock, t, token,
-  translate, words, now,
+  $, ApiError, api, coalesce, el, follow, lang, now, params, setLang, setToken, syncClock, t,
+  token, translate, words,
 } from "./kioskd.js";
 
 words({

@@ -3,7 +3,8 @@
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
-  $, askToken, explainToken, coalesce, api, el, follow, lang, now, setLang, setToken, syncClock, t, toast, token, translate, words,
+  $, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, setToken, syncClock,
+  t, toast, token, translate, words,
 } from "./kioskd.js";
 
 const ROLE = "supervisor";
@@ -16,7 +17,7 @@ const SVG = "http://www.w3.org/2000/svg";
 
 words({
   zh: {
-    title: "大厅管理", refresh: "刷新", dismiss: "知道了", "lang.other": "English", tiles: "今日概况",
+    title: "大厅管理", refresh: "刷新", dismiss: "知道了", tiles: "今日概况",
     "token.title": "需要管理员令牌", "token.label": "令牌", "token.submit": "确定",
     "token.missing": "这个页面需要大厅管理员的令牌。请输入令牌，或用带 #token=… 的地址打开。",
     "token.wrong": "这个令牌没有管理员权限（{detail}）。请输入管理员令牌。",
@@ -56,7 +57,7 @@ words({
     "read.alerts": "告警",
   },
   en: {
-    title: "Hall supervision", refresh: "Refresh", dismiss: "OK", "lang.other": "中文", tiles: "Today at a glance",
+    title: "Hall supervision", refresh: "Refresh", dismiss: "OK", tiles: "Today at a glance",
     "token.title": "Supervisor token needed", "token.label": "Token", "token.submit": "OK",
     "token.missing": "This page needs the hall supervisor's token. Enter it, or open the address with #token=….",
     "token.wrong": "This token has no supervisor rights ({detail}). Enter a supervisor's token.",
@@ -469,9 +470,6 @@ function alertEvent(event) {
 
 function renderLanguage() {
   translate();
-  const button = $("#lang");
-  button.textContent = t("lang.other");
-  button.setAttribute("lang", lang === "zh" ? "en" : "zh-CN");
   document.title = `${t("title")} · kioskd`;
   renderServices();
   renderWindows();
@@ -485,7 +483,7 @@ function renderLanguage() {
 
 function start() {
   renderLanguage();
-  $("#lang").addEventListener("click", () => { setLang(lang === "zh" ? "en" : "zh"); renderLanguage(); });
+  langButton($("#lang"), renderLanguage);
   $("#refresh").addEventListener("click", () => loadAll());
   $("#window-problem-dismiss").addEventListener("click", () => { $("#window-problem").hidden = true; });
   $("#token-form").addEventListener("submit", (event) => {

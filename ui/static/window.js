@@ -3,8 +3,8 @@
 // complete, no-show, transfer, pause/resume. Opened as /ui/window?window=3#token=…
 
 import {
-  $, langButton, coalesce, api, ApiError, el, elapsed, follow, lang, minutesSince, now, params, setToken,
-  syncClock, t, toast, token, translate, words,
+  $, api, ApiError, coalesce, el, elapsed, follow, lang, langButton, minutesSince, now, params,
+  setToken, syncClock, t, toast, token, translate, words,
 } from "./kioskd.js";
 
 words({
