@@ -3,7 +3,7 @@
 // shows, the voice's last announcement, and a live log of device events.
 
 import {
-  $, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, setToken,
+  $, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit,
   syncClock, t, token, translate, words,
 } from "./kioskd.js";
 
@@ -681,13 +681,7 @@ function start() {
   renderLanguage();
   langButton($("#lang"), renderLanguage);
   $("#refresh").addEventListener("click", () => loadAll());
-  $("#token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    bearer = $("#token-input").value.trim();
-    setToken(ROLE, bearer);
-    $("#token-input").value = "";
-    loadAll();
-  });
+  onTokenSubmit(ROLE, (given) => { bearer = given; loadAll(); });
 
   syncClock().then((hall) => {
     $("#hall-name").textContent = hall.name || "";

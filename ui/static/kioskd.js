@@ -42,6 +42,17 @@ export function askToken(error) {
   $("#token-input").focus();
 }
 
+// The form's submit: keep the token typed for `role`, then `then(token)`.
+export function onTokenSubmit(role, then) {
+  $("#token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const given = $("#token-input").value.trim();
+    setToken(role, given);
+    $("#token-input").value = "";
+    then(given);
+  });
+}
+
 // The form's reason again, in the language now chosen.
 export function explainToken() {
   const form = $("#token-form");

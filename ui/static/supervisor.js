@@ -3,7 +3,7 @@
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
-  $, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, setToken, syncClock,
+  $, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit, syncClock,
   t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -486,14 +486,7 @@ function start() {
   langButton($("#lang"), renderLanguage);
   $("#refresh").addEventListener("click", () => loadAll());
   $("#window-problem-dismiss").addEventListener("click", () => { $("#window-problem").hidden = true; });
-  $("#token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    bearer = $("#token-input").value.trim();
-    setToken(ROLE, bearer);
-    $("#token-input").value = "";
-    needToken = false;
-    loadAll();
-  });
+  onTokenSubmit(ROLE, (given) => { bearer = given; needToken = false; loadAll(); });
 
   syncClock().then((answer) => {
     hall = answer;
