@@ -26,13 +26,12 @@ from drivers.board import Display, Line, Screen, blank, fill, plain
 
 from .config import Config, Window
 from .devices import DeviceNotReady, Supervised, Supervisor
-from .events import EventBus, Follower
+from .events import CALLS, EventBus, Follower
 from .queue import Queue
 from .records import AT_WINDOW, Event, WindowState
 
 log = logging.getLogger("kioskd.boards")
 
-CALLS = ("ticket.called", "ticket.recalled")
 
 
 @dataclass
@@ -136,7 +135,8 @@ class Boards(Follower):
                  clock: Callable[[], float] = time.time):
         super().__init__(config, queue, bus, devices, clock)
         self.windows: dict[str, AtWindow] = {}
-        self.calls: list[Call] = []                  # newest first, one per ticket
+        self.calls: list[Call] = []                  # newest first, one per ticket,
+        self.hall_lines = 0                          # as many as the tallest hall board shows
         self.window_feeds: dict[str, Feed] = {}      # window id -> the board over it
         self.hall_feeds: list[Feed] = []
         self.feeds: dict[str, Feed] = {}             # device id -> feed
@@ -155,6 +155,7 @@ class Boards(Follower):
             feed = self.feeds[device_id] = Feed(supervised, display, blank(display.lines))
             if display.shows == "hall":
                 self.hall_feeds.append(feed)
+                self.hall_lines = max(self.hall_lines, display.lines)
         for window in self.config.windows:
             if window.board in self.feeds:
                 self.window_feeds[window.id] = self.feeds[window.board]
@@ -215,13 +216,9 @@ class Boards(Follower):
                 view.record.state, ticket.id if ticket else None,
                 ticket.number if ticket else "",
                 self._service_name(ticket.service) if ticket else "")
-        start_of_day = self.queue.next_midnight(now) - 86_400
-        most = max((feed.display.lines for feed in self.hall_feeds), default=0)
-        self.calls = []
-        for event in self.bus.recent(CALLS, 4 * most + 16, since_at=start_of_day):
-            call = self._call(event) if event.id <= last_id else None
-            if call and all(c.ticket != call.ticket for c in self.calls):
-                self.calls.append(call)
+        latest = self.bus.latest_calls(self.queue.start_of_day(now), self.hall_lines,
+                                       up_to=last_id)
+        self.calls = [call for event in latest if (call := self._call(event))]
         self._render_all()
         early, self._early = self._early or [], None
         self._heard([event for event in early if event.id > last_id])
@@ -253,7 +250,8 @@ class Boards(Follower):
             touched.add(window_id)
             call = self._call(event)
             if call is not None:
-                self.calls = [call] + [c for c in self.calls if c.ticket != call.ticket]
+                others = [c for c in self.calls if c.ticket != call.ticket]
+                self.calls = [call, *others][:self.hall_lines]   # weeks of calls: never more
                 self._render_hall(now)
                 flash = max((f.display.flash_s for f in self.hall_feeds
                              if f.display.can_flash), default=0)

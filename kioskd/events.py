@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kioskd.events")
 
 HISTORY = 20_000       # about half a busy hall's day of events
+CALLS = ("ticket.called", "ticket.recalled")
 SUBSCRIBER_BACKLOG = 2_000
 
 
@@ -135,6 +136,25 @@ class EventBus:
                 break
             if event.type in wanted:
                 found.append(event)
+        return found
+
+    def latest_calls(self, since_at: float, limit: int, up_to: int | None = None) -> list[Event]:
+        """The latest call or recall of each ticket at or after `since_at` (the start
+        of the hall's day), newest first, at most `limit`; events after `up_to` are
+        left out. What a hall display and a hall board show before live events."""
+        found: list[Event] = []
+        seen: set[str] = set()
+        if limit <= 0:
+            return found
+        for event in self.recent(CALLS, 4 * limit + 16, since_at=since_at):
+            ticket = event.data.get("ticket")
+            if (up_to is not None and event.id > up_to) or ticket in seen \
+                    or not event.data.get("window"):
+                continue
+            seen.add(ticket)
+            found.append(event)
+            if len(found) == limit:
+                break
         return found
 
     @asynccontextmanager

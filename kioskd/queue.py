@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, time as clock_time, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -83,6 +83,13 @@ class ServiceLoad:
     est_wait_min: int | None
 
 
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
+    """The Unix times at which the hall's local `day` begins and the next one begins."""
+    start = datetime.combine(day, clock_time.min, tz)
+    end = datetime.combine(day + timedelta(days=1), clock_time.min, tz)
+    return start.timestamp(), end.timestamp()
+
+
 class Queue:
     """The hall's queue: every public method is one durable transaction."""
 
@@ -104,9 +111,12 @@ class Queue:
 
     def next_midnight(self, at: float) -> float:
         """The Unix time at which the hall's next local day begins."""
-        today = datetime.fromtimestamp(at, self.tz).date()
-        tomorrow = datetime.combine(today + timedelta(days=1), datetime.min.time(), self.tz)
-        return tomorrow.timestamp()
+        return day_bounds(datetime.fromtimestamp(at, self.tz).date(), self.tz)[1]
+
+    def start_of_day(self, at: float) -> float:
+        """The Unix time at which the hall's local day of `at` began (23 or 25 hours
+        before the next one on a day the clocks change)."""
+        return day_bounds(datetime.fromtimestamp(at, self.tz).date(), self.tz)[0]
 
     def iso(self, at: float | None) -> str | None:
         if at is None:

@@ -15,10 +15,11 @@ import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from .config import Config
+from .queue import day_bounds
 from .records import Event, Status, Ticket
 from .store import Tx
 
@@ -102,13 +103,6 @@ class DayStats:
     windows: dict[str, Tally]      # every configured window, in the config's order
     hours: list[Hour]              # the hours with an issue or a call, ascending
     totals: Tally                  # the whole hall, services no longer configured included
-
-
-def day_bounds(day: date, tz: ZoneInfo) -> tuple[float, float]:
-    """The Unix times at which the hall's local `day` begins and the next one begins."""
-    start = datetime.combine(day, time.min, tz)
-    end = datetime.combine(day + timedelta(days=1), time.min, tz)
-    return start.timestamp(), end.timestamp()
 
 
 def day_stats(tx: Tx, config: Config, day: date) -> DayStats:

@@ -142,6 +142,20 @@ async def test_the_hall_board_shows_the_latest_calls_newest_first(tmp_path):
         assert hall_view["detail"]["should_show"] == board.lines
 
 
+async def test_the_hall_boards_keep_only_the_calls_they_show(tmp_path):
+    """A hall runs for months: the list behind the hall board holds its three lines,
+    not every call since start-up."""
+    async with hall(hall_config(tmp_path)) as h:
+        board = h.emulated("hall_board")
+        await h.issue(12)
+        for _ in range(6):
+            await h.call("4")
+            await h.call("5")
+        await h.until(lambda: board.lines == ["A012 → 5号窗口", "A011 → 4号窗口", "A010 → 5号窗口"],
+                      f"the hall board to list the last three calls (reads {board.lines})")
+        assert [call.number for call in h.app.state.boards.calls] == ["A012", "A011", "A010"]
+
+
 async def test_the_newest_call_flashes_on_the_hall_board_then_stays(tmp_path):
     async with hall(hall_config(tmp_path, flash_s=0.3)) as h:
         board = h.emulated("hall_board")

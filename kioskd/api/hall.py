@@ -11,9 +11,6 @@ from .models import CallOut, HallOut, QueueOut, ServiceLine, ServiceOut, WindowO
 
 router = APIRouter(tags=["hall"])
 
-CALLS = ("ticket.called", "ticket.recalled")
-
-
 @router.get("/hall", response_model=HallOut, summary="The hall: name, clock, kiosk categories")
 async def hall(request: Request) -> HallOut:
     queue: Queue = request.app.state.queue
@@ -52,20 +49,13 @@ async def calls(request: Request,
     when it starts, before the event stream brings the next ones."""
     queue: Queue = request.app.state.queue
     bus: EventBus = request.app.state.bus
-    start_of_day = queue.next_midnight(queue.clock()) - 86_400
-    found: list[CallOut] = []
-    seen: set[str] = set()
-    for event in bus.recent(CALLS, 4 * limit + 16, since_at=start_of_day):
+    found = []
+    for event in bus.latest_calls(queue.start_of_day(queue.clock()), limit):
         data = event.data
-        if data.get("ticket") in seen or not data.get("window"):
-            continue
-        seen.add(data["ticket"])
         window = queue.config.window(data["window"])
         found.append(CallOut(event_id=event.id, ticket=data["ticket"], number=data["number"],
                              service=data["service"], service_name=data.get("service_name", ""),
                              window=data["window"],
                              window_name=data.get("window_name") or (window.name if window else ""),
                              at=queue.iso(event.at), recalled=event.type == "ticket.recalled"))
-        if len(found) == limit:
-            break
     return found
