@@ -215,7 +215,7 @@ class Boards(Follower):
             self.windows[view.window.id] = AtWindow(
                 view.record.state, ticket.id if ticket else None,
                 ticket.number if ticket else "",
-                self._service_name(ticket.service) if ticket else "")
+                self.config.service_name(ticket.service) if ticket else "")
         latest = self.bus.latest_calls(self.queue.start_of_day(now), self.hall_lines,
                                        up_to=last_id)
         self.calls = [call for event in latest if (call := self._call(event))]
@@ -313,10 +313,6 @@ class Boards(Follower):
             return None
         return Call(data["ticket"], data["number"], window.name,
                     data.get("service_name", ""), self.queue.day_of(event.at), event.at)
-
-    def _service_name(self, service_id: str) -> str:
-        service = self.config.service(service_id)
-        return service.name if service else service_id
 
 
 def window_screen(display: Display, window: Window, at: AtWindow, now: float) -> Screen:

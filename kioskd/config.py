@@ -124,6 +124,12 @@ class Config:
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
 
+    def service_name(self, service_id: str) -> str:
+        """What citizens read for a service; its id once the file no longer has it
+        (a ticket from before the change)."""
+        service = self.service(service_id)
+        return service.name if service else service_id
+
     def window(self, window_id: str) -> Window | None:
         return next((w for w in self.windows if w.id == window_id), None)
 

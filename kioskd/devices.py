@@ -270,12 +270,8 @@ class Supervised:
         status.state = state
         status.since = self.supervisor.clock()
         self.last_logged = status.since
-        level = logging.INFO if state in USABLE else logging.WARNING
-        log.log(level, "%s: %s -> %s%s", self.device.id, before.value, state.value,
-                f": {problem}" if problem and state is not State.READY else "")
-        await self.supervisor.emit("device.changed", {
-            "device": status.id, "driver": status.driver, "state": state.value,
-            "problem": problem if state is not State.READY else None})
+        await self.supervisor.changed(status.id, status.driver, before, state,
+                                      problem if state is not State.READY else None)
 
     async def update_alerts(self, alerts: tuple[Alert, ...]) -> None:
         now = {alert.kind: alert for alert in alerts}
@@ -358,6 +354,15 @@ class Supervised:
                             status.last_error)
 
 
+@dataclass(frozen=True)
+class DeviceNow:
+    """What the device layer knows of a device in this run of the daemon."""
+
+    answering: bool            # it has answered a poll and is ready or degraded
+    since: float               # when it entered its state
+    alerts: frozenset[str]     # the kinds it raises now
+
+
 class Supervisor:
     """Every device of the hall, each supervised on its own."""
 
@@ -368,7 +373,7 @@ class Supervisor:
         self.devices: dict[str, Supervised] = {}
         # called with a device's id each time it is (re)connected: boards restore their content
         self.on_connected: list[Callable[[str], None]] = []
-        self.terminals = Terminals(config, clock, self.emit)
+        self.terminals = Terminals(config, clock, self.changed)
 
     async def start(self) -> None:
         data_dir = self.config.hall.data_dir
@@ -400,12 +405,29 @@ class Supervisor:
     def views(self) -> list[DeviceStatus]:
         return [self.view(device_id) for device_id in self.config.devices]
 
+    def now(self, device_id: str) -> DeviceNow | None:
+        """What this run knows of a device: None for a terminal or an unknown one."""
+        supervised = self.devices.get(device_id)
+        if supervised is None:
+            return None
+        status = supervised.status
+        return DeviceNow(status.state in USABLE, status.since, frozenset(supervised.alerts))
+
     async def command(self, device_id: str, action: Callable[[Driver], T]) -> T:
         return await self.get(device_id).command(action)
 
     def connected(self, device_id: str) -> None:
         for listener in self.on_connected:
             listener(device_id)
+
+    async def changed(self, device_id: str, driver: str, before: State, state: State,
+                      problem: str | None) -> None:
+        """A device's change of state: logged once, published as `device.changed`."""
+        level = logging.INFO if state in USABLE else logging.WARNING
+        log.log(level, "%s: %s -> %s%s", device_id, before.value, state.value,
+                f": {problem}" if problem else "")
+        await self.emit("device.changed", {"device": device_id, "driver": driver,
+                                           "state": state.value, "problem": problem})
 
     async def emit(self, type: str, data: dict[str, Any]) -> None:
         try:

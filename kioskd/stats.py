@@ -19,6 +19,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from .config import Config
+from .devices import DeviceNow
 from .queue import day_bounds
 from .records import Event, Status, Ticket
 from .store import Tx
@@ -231,15 +232,6 @@ class Alert:
     service: str | None
     message: str
     raised_at: float
-
-
-@dataclass(frozen=True)
-class DeviceNow:
-    """What the device layer knows of a device in this run of the daemon."""
-
-    answering: bool            # it has answered a poll and is ready or degraded
-    since: float               # when it entered its state
-    alerts: frozenset[str]     # the kinds it raises now
 
 
 def last_alerts(tx: Tx) -> list[Event]:

@@ -47,9 +47,9 @@ class Terminals:
     """Every terminal's liveness, from its page's reports."""
 
     def __init__(self, config: Config, clock: Callable[[], float],
-                 emit: Callable[[str, dict[str, Any]], Awaitable[None]]):
+                 changed: Callable[[str, str, State, State, str | None], Awaitable[None]]):
         self.clock = clock
-        self.emit = emit
+        self.changed = changed             # Supervisor.changed: logs and publishes
         self.boot = secrets.token_hex(4)
         now = clock()
         self.terminals = {d.id: Terminal(d, State.OFFLINE, now)
@@ -108,8 +108,4 @@ class Terminals:
         terminal.since = self.clock()
         if problem is not None:
             terminal.problem = problem
-        level = logging.INFO if state is State.READY else logging.WARNING
-        log.log(level, "%s: %s -> %s%s", terminal.device.id, before.value, state.value,
-                f": {problem}" if problem else "")
-        await self.emit("device.changed", {"device": terminal.device.id, "driver": "terminal",
-                                           "state": state.value, "problem": problem})
+        await self.changed(terminal.device.id, "terminal", before, state, problem)

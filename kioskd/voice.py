@@ -336,8 +336,7 @@ class Voices(Follower):
                 log.warning("voice: could not read the next calls: %s", exc)
                 continue
             for window, ticket in likely:
-                service = self.config.service(ticket.service)
                 words = dict(number=ticket.number, window=window.name,
-                             service=service.name if service else ticket.service, target="")
+                             service=self.config.service_name(ticket.service), target="")
                 for announcer in self.zone(window.id):
                     announcer.ahead(announcement(announcer.settings.template, **words))

@@ -79,11 +79,10 @@ class TicketOut(Answer):
     @classmethod
     def of(cls, view: TicketView, queue: Queue) -> TicketOut:
         t: Ticket = view.ticket
-        service = queue.config.service(t.service)
         window = queue.config.window(t.window) if t.window else None
         return cls(
             id=t.id, number=t.number, service=t.service,
-            service_name=service.name if service else t.service,
+            service_name=queue.config.service_name(t.service),
             status=t.status.value, priority=t.priority, window=t.window,
             window_name=window.name if window else None, target_window=t.target_window,
             day=t.day, issued_at=queue.iso(t.issued_at), called_at=queue.iso(t.called_at),
@@ -122,9 +121,8 @@ class WindowOut(Answer):
         c = view.current
         current = None
         if c is not None:
-            service = queue.config.service(c.service)
             current = CurrentTicket(id=c.id, number=c.number, service=c.service,
-                                    service_name=service.name if service else c.service,
+                                    service_name=queue.config.service_name(c.service),
                                     status=c.status.value, priority=c.priority,
                                     issued_at=queue.iso(c.issued_at),
                                     called_at=queue.iso(c.called_at),

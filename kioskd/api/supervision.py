@@ -9,9 +9,9 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from ..devices import USABLE, Supervisor
+from ..devices import Supervisor
 from ..queue import Queue
-from ..stats import DeviceNow, DayStats, Minutes, Tally, day_stats, last_alerts, open_alerts
+from ..stats import DayStats, Minutes, Tally, day_stats, last_alerts, open_alerts
 from .deps import GuardedRoute, roles
 from .models import Answer, Problem
 
@@ -176,14 +176,6 @@ async def alerts(request: Request) -> list[AlertOut]:
     restart is over once its device answers again without raising it."""
     queue: Queue = request.app.state.queue
     devices: Supervisor = request.app.state.devices
-
-    def device_now(device_id: str) -> DeviceNow | None:
-        supervised = devices.devices.get(device_id)
-        if supervised is None:                   # a terminal, or not started
-            return None
-        s = supervised.status
-        return DeviceNow(s.state in USABLE, s.since, frozenset(supervised.alerts))
-
-    found = open_alerts(await queue.store.read(last_alerts), queue.config, device_now)
+    found = open_alerts(await queue.store.read(last_alerts), queue.config, devices.now)
     return [AlertOut(id=a.id, kind=a.kind, device=a.device, window=a.window, service=a.service,
                      message=a.message, raised_at=queue.iso(a.raised_at)) for a in found]

@@ -37,10 +37,9 @@ async def waiting(w: str, request: Request,
     window serves and the tickets sent to it: the order call-next takes them."""
     queue: Queue = request.app.state.queue
     count, tickets = await queue.waiting_for(w, limit)
-    names = {s.id: s.name for s in queue.config.services}
     return WindowWaitingOut(window=w, count=count, tickets=[
         WaitingTicket(id=t.id, number=t.number, service=t.service,
-                      service_name=names.get(t.service, t.service), priority=t.priority,
+                      service_name=queue.config.service_name(t.service), priority=t.priority,
                       issued_at=queue.iso(t.issued_at), target_window=t.target_window)
         for t in tickets])
 
