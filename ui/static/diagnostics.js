@@ -3,7 +3,7 @@
 // shows, the voice's last announcement, and a live log of device events.
 
 import {
-  $, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit,
+  $, inHall, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit,
   syncClock, t, token, translate, words,
 } from "./kioskd.js";
 
@@ -132,27 +132,11 @@ function show(value) {
   return String(value);
 }
 
-// The hall's clock: the daemon's ISO strings carry the hall's offset ("+08:00"),
-// which is all a page needs to tell the hall's day and time.
-let hallOffsetMin = null;
-
-function offsetOf(iso) {
-  const match = /([+-])(\d\d):(\d\d)$/.exec(iso || "");
-  return match ? (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3])) : null;
-}
-
-function hallClock(offsetMin = hallOffsetMin ?? -new Date().getTimezoneOffset()) {
-  return new Date(now() + offsetMin * 60000).toISOString();   // "YYYY-MM-DDTHH:MM:SS.mmmZ", hall time
-}
-
-const hallTime = () => hallClock().slice(11, 19);
+const hallTime = () => inHall().seconds;
 
 // A daemon's clock reading in seconds since 1970 (a terminal's last report, an
 // announcement's start) as the hall's time of day.
-function epochTime(seconds) {
-  const offset = hallOffsetMin ?? -new Date().getTimezoneOffset();
-  return new Date(seconds * 1000 + offset * 60000).toISOString().slice(11, 19);
-}
+const epochTime = (seconds) => inHall(seconds * 1000).seconds;
 
 function secondsAgo(seconds) {
   const gone = Math.max(0, Math.round((now() - seconds * 1000) / 1000));
@@ -162,8 +146,7 @@ function secondsAgo(seconds) {
 // "05:40:28" today, "11-28 17:02" another day.
 function when(iso) {
   if (!iso) return "";
-  const today = hallClock(offsetOf(iso) ?? undefined).slice(0, 10);
-  return iso.slice(0, 10) === today ? iso.slice(11, 19) : `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
+  return iso.slice(0, 10) === inHall().date ? iso.slice(11, 19) : `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
 }
 
 function ago(iso) {
@@ -571,7 +554,6 @@ async function loadAll() {
     try {
       const devices = await api("GET", "/devices", { token: bearer });
       authorised = true;
-      if (hallOffsetMin === null && devices.length) hallOffsetMin = offsetOf(devices[0].since);
       $("#token-form").hidden = true;
       $("#main").hidden = false;
       $("#problem").hidden = true;
@@ -685,7 +667,6 @@ function start() {
 
   syncClock().then((hall) => {
     $("#hall-name").textContent = hall.name || "";
-    hallOffsetMin = offsetOf(hall.now) ?? hallOffsetMin;
   }).catch(() => {});
   loadAll();
 

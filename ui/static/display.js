@@ -7,7 +7,7 @@
 // and ?lang=en.
 
 import {
-  $, api, clockTime, coalesce, el, follow, lang, langButton, now, params, syncClock, t, translate,
+  $, inHall, api, clockTime, coalesce, el, follow, lang, langButton, now, params, syncClock, t, translate,
   words,
 } from "./kioskd.js";
 
@@ -241,24 +241,23 @@ async function snapshot() {
 
 // ---------------------------------------------------------------- header
 
-let clockFormat = null;
 let dateFormat = null;
 
+// The date in words, in the page's language ("11月29日星期日", "Sunday 29 November").
 function formats() {
   const zone = hall ? hall.timezone : undefined;
   const locale = lang === "en" ? "en-GB" : "zh-CN";
+  const options = { month: "long", day: "numeric", weekday: "long" };
   try {
-    clockFormat = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZone: zone });
-    dateFormat = new Intl.DateTimeFormat(locale, { month: "long", day: "numeric", weekday: "long", timeZone: zone });
+    dateFormat = new Intl.DateTimeFormat(locale, { ...options, timeZone: zone });
   } catch {
-    clockFormat = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-    dateFormat = new Intl.DateTimeFormat(locale, { month: "long", day: "numeric", weekday: "long" });
+    dateFormat = new Intl.DateTimeFormat(locale, options);
   }
 }
 
 function tick() {
-  const date = new Date(now());
-  setText($("#clock"), `${dateFormat.format(date)}  ${clockFormat.format(date)}`);
+  const moment = now();
+  setText($("#clock"), `${dateFormat.format(new Date(moment))}  ${inHall(moment).seconds}`);
 }
 
 function setHall(answer) {

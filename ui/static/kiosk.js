@@ -8,7 +8,7 @@
 // Opened as /ui/kiosk?terminal=kiosk_1#token=KIOSKTOKEN  (optional &idle=SECONDS).
 
 import {
-  $, ApiError, api, coalesce, el, follow, lang, now, params, setLang, setToken, syncClock, t,
+  $, inHall, ApiError, api, coalesce, el, follow, lang, now, params, setLang, setToken, syncClock, t,
   token, translate, words,
 } from "./kioskd.js";
 
@@ -153,7 +153,7 @@ const PERIODIC_MS = 30000;       // and one at least this often, whatever the ev
 let kioskToken = token("kiosk");
 let hall = null;
 let services = new Map();        // id → service from GET /services
-let categories = [];             // from GET /hall, with only known services
+let categories = [];             // from GET /hall: every service in one, in order
 let screen = "start";
 let categoryId = null;
 let serviceId = null;
@@ -442,12 +442,7 @@ async function loadServices() {
                                                hall ? Promise.resolve(hall) : api("GET", "/hall")]);
     hall = hall || hallNow;
     services = new Map(list.map((s) => [s.id, s]));
-    const given = (hall && hall.categories) || [];
-    categories = given.map((c) => ({ ...c, services: c.services.filter((id) => services.has(id)) }))
-                      .filter((c) => c.services.length);
-    const placed = new Set(categories.flatMap((c) => c.services));
-    const rest = list.filter((s) => !placed.has(s.id)).map((s) => s.id);
-    if (rest.length) categories.push({ id: "other", name: "其他服务", name_en: "Other services", services: rest });
+    categories = hall.categories;      // every service is in one (the daemon's `other` last)
     $("#start-problem").hidden = true;
     render();
     document.body.dataset.ready = "1";
@@ -462,15 +457,8 @@ async function loadServices() {
   }
 }
 
-let clockFormat = null;
-
 function tickClock() {
-  if (!hall) return;
-  try {
-    clockFormat ||= new Intl.DateTimeFormat("zh-CN", { timeZone: hall.timezone, hour: "2-digit",
-                                                       minute: "2-digit", hourCycle: "h23" });
-    $("#clock").textContent = clockFormat.format(new Date(now()));
-  } catch { /* an unknown time zone: no clock */ }
+  if (hall) $("#clock").textContent = inHall().time;
 }
 
 // ------------------------------------------------------------ heartbeat, reload, token

@@ -72,9 +72,9 @@ export class ApiError extends Error {
   }
 }
 
-// api("POST", "/windows/3/call-next", {token}) → the JSON answer (null for 204).
-// Throws ApiError with the daemon's own `detail` for anything but 2xx.
-export async function api(method, path, { body, token: bearer, timeoutMs = 8000 } = {}) {
+// One request to the daemon: the 2xx response, or an ApiError carrying the daemon's
+// own `detail` (status 0 when it did not answer in `timeoutMs`).
+async function request(method, path, { body, token: bearer, timeoutMs = 8000 } = {}) {
   const headers = { Accept: "application/json" };
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -87,30 +87,26 @@ export async function api(method, path, { body, token: bearer, timeoutMs = 8000 
   } catch (error) {
     throw new ApiError(0, error.name === "TimeoutError" ? "timeout" : "unreachable", null);
   }
-  if (response.status === 204) return null;
-  const type = response.headers.get("content-type") || "";
-  const data = type.includes("json") ? await response.json().catch(() => null) : null;
   if (!response.ok) {
+    const data = await response.json().catch(() => null);
     const detail = (data && typeof data.detail === "string") ? data.detail : `HTTP ${response.status}`;
     throw new ApiError(response.status, detail, data);
   }
-  return data;
+  return response;
+}
+
+// api("POST", "/windows/3/call-next", {token}) → the JSON answer (null for 204).
+export async function api(method, path, options = {}) {
+  const response = await request(method, path, options);
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json().catch(() => null) : null;
 }
 
 // A binary answer (a ticket's PNG, an announcement's WAV) as an object URL, for
 // routes that need a token and so cannot be an <img src>. Revoke it when replaced.
-export async function blobUrl(path, { token: bearer, timeoutMs = 8000 } = {}) {
-  const headers = bearer ? { Authorization: `Bearer ${bearer}` } : {};
-  let response;
-  try {
-    response = await fetch(API + path, { headers, signal: AbortSignal.timeout(timeoutMs), cache: "no-store" });
-  } catch (error) {
-    throw new ApiError(0, error.name === "TimeoutError" ? "timeout" : "unreachable", null);
-  }
-  if (!response.ok) {
-    const data = await response.json().catch(() => null);
-    throw new ApiError(response.status, (data && data.detail) || `HTTP ${response.status}`, data);
-  }
+export async function blobUrl(path, options = {}) {
+  const response = await request("GET", path, options);
   return URL.createObjectURL(await response.blob());
 }
 
@@ -300,16 +296,37 @@ export function coalesce(work, { gapMs = 250, delayMs = 0 } = {}) {
 // with the offset measured from GET /api/v1/hall (see syncClock).
 
 let clockOffsetMs = 0;
+let hallZone;            // the hall's time zone (GET /hall); the PC's own until it is known
 
 export async function syncClock() {
   const before = Date.now();
   const hall = await api("GET", "/hall");
   const after = Date.now();
   clockOffsetMs = Date.parse(hall.now) - (before + after) / 2;
+  if (hall.timezone !== hallZone) { hallZone = hall.timezone; hallFormat = null; }
   return hall;
 }
 
 export const now = () => Date.now() + clockOffsetMs;
+
+// A moment (ms since 1970; default now, by the daemon's clock) in the hall's time
+// zone, whatever the PC's: {date: "2026-11-30", hour: 9, time: "09:41", seconds: "09:41:07"}.
+let hallFormat = null;
+export function inHall(ms = now()) {
+  if (hallFormat === null) {
+    const options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+                      minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    try {
+      hallFormat = new Intl.DateTimeFormat("en-GB", { ...options, timeZone: hallZone });
+    } catch {                                   // a zone this browser does not know
+      hallFormat = new Intl.DateTimeFormat("en-GB", options);
+    }
+  }
+  const part = Object.fromEntries(hallFormat.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  const time = `${part.hour}:${part.minute}`;
+  return { date: `${part.year}-${part.month}-${part.day}`, hour: Number(part.hour), time,
+           seconds: `${time}:${part.second}` };
+}
 
 export function minutesSince(iso) {
   return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) : null;

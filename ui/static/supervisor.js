@@ -3,7 +3,7 @@
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
-  $, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit, syncClock,
+  $, inHall, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit, syncClock,
   t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -112,16 +112,6 @@ const word = (key, fallback) => { const text = t(key); return text === key ? fal
 const serviceName = (id, name) => (lang === "en" && namesEn.get(id)) || name || id;
 const fmtMin = (n) => (n === null || n === undefined ? "—" : String(Math.round(n * 10) / 10));
 
-function offsetOf(iso) {
-  const match = /([+-])(\d\d):(\d\d)$/.exec(iso || "");
-  return match ? (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3])) : 0;
-}
-
-// The hall's hour now (the daemon's ISO times carry the hall's offset).
-function hallHour() {
-  const offset = hall ? offsetOf(hall.now) : -new Date().getTimezoneOffset();
-  return new Date(now() + offset * 60000).getUTCHours();
-}
 
 function ago(iso) {
   const seconds = Math.max(0, (now() - Date.parse(iso)) / 1000);
@@ -369,7 +359,7 @@ function renderChart() {
       el("p", { class: "chart-empty-more" }, t("chart.empty.more"))));
     return;
   }
-  const nowHour = hallHour();
+  const nowHour = inHall().hour;
   const first = Math.min(8, hours[0].hour, nowHour);
   const last = Math.max(17, hours[hours.length - 1].hour, nowHour);
   const byHour = new Map(hours.map((h) => [h.hour, h]));

@@ -2,7 +2,7 @@
 // the service, and where it stands (people ahead and the wait, or the window to go
 // to), kept current from the hall's event stream, with polling as a fallback.
 
-import { $, api, clockTime, follow, lang, now, setLang, syncClock, t, translate, words } from "./kioskd.js";
+import { $, api, inHall, clockTime, follow, lang, now, setLang, syncClock, t, translate, words } from "./kioskd.js";
 
 words({
   zh: {
@@ -83,7 +83,7 @@ function render() {
   $("#hall-name").textContent = hall ? hall.name : "";
   document.title = ticket ? `${ticket.number} · ${t("title")}` : t("title");
   $("#updated").textContent = problem ? t("offline")
-                            : updatedAt ? t("updated", { time: hallTime(updatedAt) }) : "";
+                            : updatedAt ? t("updated", { time: inHall(updatedAt).seconds }) : "";
   $("#updated").classList.toggle("problem", problem);
   if (!ticket) return;
   const s = services.get(ticket.service);
@@ -131,16 +131,6 @@ async function load() {
   render();
 }
 
-// The hall's clock in the hall's time zone, whatever the phone's.
-function hallTime(ms) {
-  try {
-    return new Intl.DateTimeFormat("zh-CN", { timeZone: hall ? hall.timezone : undefined, hour: "2-digit",
-                                              minute: "2-digit", second: "2-digit", hourCycle: "h23" })
-      .format(new Date(ms));
-  } catch {
-    return "";
-  }
-}
 
 async function loadHall() {
   try {

@@ -3,7 +3,7 @@
 // complete, no-show, transfer, pause/resume. Opened as /ui/window?window=3#token=…
 
 import {
-  $, api, ApiError, coalesce, el, elapsed, follow, lang, langButton, minutesSince, now, params,
+  $, inHall, api, ApiError, coalesce, el, elapsed, follow, lang, langButton, minutesSince, params,
   setToken, syncClock, t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -87,7 +87,6 @@ const state = {
   waiting: null,           // GET /windows/{w}/waiting
   services: [],            // GET /services
   windows: [],             // GET /windows
-  hall: null,              // GET /hall
   last: null,              // the last confirmation {text, kind}
   busy: false,             // a press is in flight
   generation: 0,           // bumped by every press: a refresh begun before it is stale
@@ -303,12 +302,7 @@ function tick() {
     const m = minutesSince(node.dataset.since);
     node.textContent = t("waited", { m: m ?? "—" });
   }
-  const zone = state.hall ? state.hall.timezone : undefined;
-  try {
-    $("#clock").textContent = new Date(now()).toLocaleTimeString("zh-CN", { hour12: false, timeZone: zone });
-  } catch {
-    $("#clock").textContent = new Date(now()).toLocaleTimeString("zh-CN", { hour12: false });
-  }
+  $("#clock").textContent = inHall().seconds;
 }
 
 // ---------------------------------------------------------------- pressing
@@ -558,9 +552,9 @@ async function begin() {
 }
 
 translate();
-syncClock().then((hall) => { state.hall = hall; }).catch(() => {});
+syncClock().catch(() => {});             // the hall's clock and time zone
 setInterval(() => { if (!$("#console").hidden) tick(); }, 1000);
-setInterval(() => syncClock().then((hall) => { state.hall = hall; }).catch(() => {}), 10 * 60 * 1000);
+setInterval(() => syncClock().catch(() => {}), 10 * 60 * 1000);
 if (windowId) begin(); else pick();
 
 window.kioskdWindow = { state, get stream() { return stream; } };
