@@ -101,9 +101,13 @@ class DemoHall:
     a test can pull its paper; otherwise the daemon's own emulator prints, as in
     `make run`, and its last ticket is a PNG at /devices/printer_1/last-ticket.png.
     The boards are emulated inside the daemon (their model is in each board's
-    `detail.emulator`); the voice writes WAVs and plays nothing."""
+    `detail.emulator`); the voice writes WAVs and plays nothing.
 
-    def __init__(self, folder: Path, own_printer: bool = False, extra: str = ""):
+    `edits` changes the shipped file for a test: {regex (multi-line): replacement},
+    each of which must match exactly once, so a test notices when the demo changes."""
+
+    def __init__(self, folder: Path, own_printer: bool = False,
+                 edits: dict[str, str] | None = None):
         self.folder = folder
         self.printer: EmulatedPrinter | None = None
         port, daemon_port = free_ports(2)
@@ -116,8 +120,11 @@ class DemoHall:
             text = re.sub(r"^emulate = true( +# demo only: kioskd runs an emulated printer)",
                           r"emulate = false\1", text, count=1, flags=re.M)
         text = text.replace("tcp://127.0.0.1:9100", f"tcp://127.0.0.1:{port}")
+        for pattern, replacement in (edits or {}).items():
+            text, found = re.subn(pattern, replacement, text, flags=re.M)
+            assert found == 1, f"the shipped devices.toml has {found} matches of {pattern!r}"
         self.config = folder / "devices.toml"
-        self.config.write_text(text + extra, encoding="utf-8")
+        self.config.write_text(text, encoding="utf-8")
         self.daemon = Daemon(self.config, port=daemon_port)
         self.url = self.daemon.url
         self.http = httpx.Client(base_url=self.url + "/api/v1", timeout=10)
@@ -169,18 +176,19 @@ class DemoHall:
         return result
 
 
-@pytest.fixture
-def demo_hall_daemon(tmp_path) -> Iterator[DemoHall]:
-    hall = DemoHall(tmp_path).start()
-    yield hall
-    hall.stop()
+def running_hall(tmp_path_factory: Any, name: str, **options: Any) -> Iterator[DemoHall]:
+    """A DemoHall (`options` as DemoHall takes them) started in a fresh folder, and
+    stopped afterwards: `yield from` it in a module's fixture."""
+    hall = DemoHall(tmp_path_factory.mktemp(name), **options).start()
+    try:
+        yield hall
+    finally:
+        hall.stop()
 
 
 @pytest.fixture
-def demo_hall_own_printer(tmp_path) -> Iterator[DemoHall]:
-    hall = DemoHall(tmp_path, own_printer=True).start()
-    yield hall
-    hall.stop()
+def demo_hall_daemon(tmp_path_factory) -> Iterator[DemoHall]:
+    yield from running_hall(tmp_path_factory, "demo-hall")
 
 
 # --------------------------------------------------------------- accessibility

@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from browser import (DESKTOP, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
+from browser import (running_hall, DESKTOP, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
                      overflowing, shot)
 from drivers.escpos.codec import PrinterStatus
 
@@ -19,9 +19,7 @@ STATE_WORDS = {"ready": "正常", "degraded": "需要注意", "offline": "离线
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory) -> DemoHall:
-    demo = DemoHall(tmp_path_factory.mktemp("diagnostics-hall")).start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "diagnostics-hall")
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +27,9 @@ def guarded(tmp_path_factory) -> DemoHall:
     """The demo hall with a technician token: the page must ask for it. The
     supervisor needs one too: the devices are open to a role without tokens.
     printer_1 is the test's own emulated printer, so the test can take its paper."""
-    demo = DemoHall(tmp_path_factory.mktemp("diagnostics-guarded"), own_printer=True)
-    text = demo.config.read_text(encoding="utf-8")
-    text, n = re.subn(r"^technician = \[\]", 'technician = ["tech-token"]', text, flags=re.M)
-    text, m = re.subn(r"^supervisor = \[\]", 'supervisor = ["boss-token"]', text, flags=re.M)
-    assert n == m == 1, "the shipped devices.toml changed: update this fixture"
-    demo.config.write_text(text, encoding="utf-8")
-    demo.start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "diagnostics-guarded", own_printer=True, edits={
+        r"^technician = \[\]": 'technician = ["tech-token"]',
+        r"^supervisor = \[\]": 'supervisor = ["boss-token"]'})
 
 
 def diagnostics(open_page, hall: DemoHall, fragment: str = "", token: str | None = None):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from browser import (TV, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
+from browser import (running_hall, TV, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
                      overflowing, shot)
 from daemon import Daemon
 
@@ -20,15 +20,8 @@ from daemon import Daemon
 def hall(tmp_path_factory) -> DemoHall:
     """The demo hall, its voice switched off: the display says nothing, and hundreds of
     calls in a few seconds would only keep the synthesiser busy."""
-    demo = DemoHall(tmp_path_factory.mktemp("display-hall"))
-    text = demo.config.read_text(encoding="utf-8")
-    text, n = re.subn(r'^(\[devices\.voice\].*\ndriver = "voice".*)$', r"\1\nenabled = false",
-                      text, count=1, flags=re.M)
-    assert n == 1, "the shipped devices.toml changed: update this fixture"
-    demo.config.write_text(text, encoding="utf-8")
-    demo.start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "display-hall", edits={
+        r'^(\[devices\.voice\].*\ndriver = "voice".*)$': r"\1\nenabled = false"})
 
 
 def issue(hall: DemoHall, service: str = "property") -> dict:

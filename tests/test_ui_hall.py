@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from drivers.voice.speaker import read_log
 
-from browser import (DESKTOP, PORTRAIT, TV, DemoHall, axe_violations,  # noqa: F401
+from browser import (running_hall, DESKTOP, PORTRAIT, TV, axe_violations,  # noqa: F401
                      chromium, open_page, shot)
 
 
@@ -23,17 +23,13 @@ from browser import (DESKTOP, PORTRAIT, TV, DemoHall, axe_violations,  # noqa: F
 def hall(tmp_path_factory):
     """The demo hall, its printer in this process and its voice played through the
     loudspeaker emulator (a player that logs each WAV it plays), 20 times real time."""
-    hall = DemoHall(tmp_path_factory.mktemp("whole-hall"), own_printer=True)
-    hall.speaker_log = hall.folder / "speaker.jsonl"
+    folder = tmp_path_factory.mktemp("speaker")
     player = json.dumps([sys.executable, "-m", "drivers.voice.speaker",
-                         "--log", str(hall.speaker_log), "--speed", "20"])
-    text, found = re.subn(r"^player = \[\]", f"player = {player}",
-                          hall.config.read_text(encoding="utf-8"), count=1, flags=re.M)
-    assert found == 1, "the demo hall's voice has no `player = []` line any more"
-    hall.config.write_text(text, encoding="utf-8")
-    hall.start()
-    yield hall
-    hall.stop()
+                         "--log", str(folder / "speaker.jsonl"), "--speed", "20"])
+    for hall in running_hall(tmp_path_factory, "whole-hall", own_printer=True,
+                             edits={r"^player = \[\]": f"player = {player}"}):
+        hall.speaker_log = folder / "speaker.jsonl"
+        yield hall
 
 
 def test_a_priority_number_from_the_kiosk_to_the_window_board_display_and_voice(hall, open_page):

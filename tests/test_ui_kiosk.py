@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from drivers.escpos.codec import PrinterStatus
-from browser import (LANDSCAPE, PHONE, PORTRAIT, DemoHall, axe_violations,  # noqa: F401
+from browser import (running_hall, LANDSCAPE, PHONE, PORTRAIT, axe_violations,  # noqa: F401
                      chromium, open_page, overflowing, shot, small_targets)
 
 KIOSK_TOKEN = "kiosk-token-for-tests"   # the hall's kiosk role needs it: the page must send it
@@ -24,16 +24,9 @@ OFFLINE_AFTER_S = 8       # kiosk_1 goes offline this long after its page's last
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory):
     """One demo hall for the module, its printer in this process (paper can run out)."""
-    hall = DemoHall(tmp_path_factory.mktemp("kiosk-hall"), own_printer=True)
-    text = hall.config.read_text(encoding="utf-8")
-    assert "offline_after_s = 15" in text, "the demo hall's kiosk_1 lost its offline_after_s"
-    assert "\nkiosk = []" in text, "the demo hall's [auth] kiosk changed"
-    text = text.replace("offline_after_s = 15", f"offline_after_s = {OFFLINE_AFTER_S}", 1)
-    text = text.replace("\nkiosk = []", f'\nkiosk = ["{KIOSK_TOKEN}"]', 1)
-    hall.config.write_text(text, encoding="utf-8")
-    hall.start()
-    yield hall
-    hall.stop()
+    yield from running_hall(tmp_path_factory, "kiosk-hall", own_printer=True, edits={
+        r"^offline_after_s = 15\b": f"offline_after_s = {OFFLINE_AFTER_S}",
+        r"^kiosk = \[\]": f'kiosk = ["{KIOSK_TOKEN}"]'})
 
 
 def open_kiosk(open_page, hall, viewport=PORTRAIT, idle=None):

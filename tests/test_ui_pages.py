@@ -5,9 +5,8 @@ and asks nothing of any other host."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from browser import DESKTOP, chromium, demo_hall_daemon, open_page, shot  # noqa: F401 (fixtures)
+from browser import chromium, demo_hall_daemon, open_page  # noqa: F401 (fixtures)
 
 PAGES = ["kiosk", "window", "display", "diagnostics", "supervisor"]
 
@@ -25,3 +24,16 @@ def test_every_page_is_served_with_a_policy_that_keeps_it_inside_the_hall(demo_h
         assert http.get("/ui/nothing").status_code == 404
         assert http.get("/ui/static/kioskd.js").headers["content-type"].startswith(
             ("text/javascript", "application/javascript"))
+
+
+def test_every_page_loads_in_the_browser_without_an_error_or_another_host(demo_hall_daemon,
+                                                                          open_page):
+    """open_page fails the test on a script error, a policy violation that throws,
+    or any request to another host; /ui/ lists every page."""
+    index = open_page(f"{demo_hall_daemon.url}/ui/")
+    assert [a.get_attribute("href") for a in index.locator("a").all()] == [
+        f"/ui/{name}" for name in PAGES]
+    for name in PAGES:
+        page = open_page(f"{demo_hall_daemon.url}/ui/{name}")
+        page.wait_for_load_state("load")          # module scripts have run
+        assert page.evaluate("document.querySelectorAll('script[type=module]').length") >= 1

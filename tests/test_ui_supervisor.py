@@ -11,29 +11,21 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from browser import (DESKTOP, TV, DemoHall, axe_violations, chromium, open_page,  # noqa: F401
+from browser import (running_hall, DESKTOP, TV, DemoHall, axe_violations, chromium, open_page,  # noqa: F401
                      overflowing, shot)
 from drivers.escpos.codec import PrinterStatus
 
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory) -> DemoHall:
-    demo = DemoHall(tmp_path_factory.mktemp("supervisor-hall"), own_printer=True).start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "supervisor-hall", own_printer=True)
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> DemoHall:
     """The demo hall with a supervisor token: the page must ask for it."""
-    demo = DemoHall(tmp_path_factory.mktemp("supervisor-guarded"))
-    text = demo.config.read_text(encoding="utf-8")
-    text, n = re.subn(r"^supervisor = \[\]", 'supervisor = ["boss-token"]', text, flags=re.M)
-    assert n == 1, "the shipped devices.toml changed: update this fixture"
-    demo.config.write_text(text, encoding="utf-8")
-    demo.start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "supervisor-guarded",
+                            edits={r"^supervisor = \[\]": 'supervisor = ["boss-token"]'})
 
 
 def supervisor(open_page, hall: DemoHall, viewport=DESKTOP, fragment: str = ""):

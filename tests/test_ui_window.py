@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from browser import (DESKTOP, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
+from browser import (running_hall, DESKTOP, DemoHall, axe_violations, chromium, open_page,  # noqa: F401 (fixtures)
                      overflowing, shot)
 
 SMALL = {"width": 1280, "height": 720}
@@ -19,9 +19,7 @@ SMALL = {"width": 1280, "height": 720}
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory) -> DemoHall:
-    demo = DemoHall(tmp_path_factory.mktemp("window-hall")).start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "window-hall")
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +27,9 @@ def guarded(tmp_path_factory) -> DemoHall:
     """The demo hall with clerk tokens for windows 3 and 4 and a supervisor token.
     Window 4 and the supervisor need theirs too: a role with no token is open to
     anyone, so window 3's token would pass at an open window 4."""
-    demo = DemoHall(tmp_path_factory.mktemp("guarded-hall"))
-    text = demo.config.read_text(encoding="utf-8")
-    text, windows = re.subn(r'^# "1" = \["\$\{KIOSKD_WINDOW_1_TOKEN\}"\]$',
-                            '"3" = ["clerk-3-token"]\n"4" = ["clerk-4-token"]', text, flags=re.M)
-    text, bosses = re.subn(r"^supervisor = \[\]", 'supervisor = ["boss-token"]', text, flags=re.M)
-    assert windows == 1 and bosses == 1, "the shipped devices.toml changed: update this fixture"
-    demo.config.write_text(text, encoding="utf-8")
-    demo.start()
-    yield demo
-    demo.stop()
+    yield from running_hall(tmp_path_factory, "guarded-hall", edits={
+        r'^# "1" = \["\$\{KIOSKD_WINDOW_1_TOKEN\}"\]$': '"3" = ["clerk-3-token"]\n"4" = ["clerk-4-token"]',
+        r"^supervisor = \[\]": 'supervisor = ["boss-token"]'})
 
 
 def issue(hall: DemoHall, service: str = "property", **more) -> dict:
