@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.staticfiles import StaticFiles
 
@@ -52,7 +52,7 @@ async def ticket_page(ticket_id: str) -> FileResponse:
 
 
 @router.get("/ui/{name}")
-async def page(name: str, request: Request) -> FileResponse:
+async def page(name: str) -> FileResponse:
     if name not in PAGES:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"no page '{name}'; pages: {', '.join(PAGES)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, Body, Request, Response, status
@@ -56,10 +58,14 @@ async def ticket_qr(ticket_id: str, request: Request) -> Response:
     opens `/ui/ticket/{id}`, the number and its place in line."""
     queue: Queue = request.app.state.queue
     view = await queue.ticket(ticket_id)            # 404 for an unknown ticket
-    image = qrcode.make(status_url(queue.config, view.ticket.id), box_size=10, border=2,
-                        image_factory=qrcode.image.svg.SvgPathImage)
-    return Response(image.to_string(encoding="unicode"), media_type="image/svg+xml",
-                    headers={"Cache-Control": "max-age=86400"})
+    # ~7 ms of pure-Python encoding: not on the loop that answers calls and issues
+    svg = await asyncio.to_thread(_qr_svg, status_url(queue.config, view.ticket.id))
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
+def _qr_svg(text: str) -> str:
+    image = qrcode.make(text, box_size=10, border=2, image_factory=qrcode.image.svg.SvgPathImage)
+    return image.to_string(encoding="unicode")
 
 
 @router.post("/tickets/{ticket_id}/cancel", response_model=TicketOut, responses=ERRORS,
