@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import devices as devices_api
 from .api import events as events_api
+from .api import alerts as alerts_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
@@ -106,7 +107,8 @@ def create_app(config: Config, store: Store | None = None,
 
     # The routes a clerk and a kiosk press all day are matched first.
     for router in (tickets.router, windows.router, hall.router, events_api.router,
-                   devices_api.terminal_router, devices_api.router, supervision.router):
+                   devices_api.terminal_router, devices_api.router, supervision.router,
+                   alerts_api.router):
         app.include_router(router, prefix=API)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
     app.include_router(ui.router)

@@ -38,6 +38,16 @@ class Guide:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a service's early warnings fire ([alerts], overridden by [services.alerts]);
+    0 turns one off."""
+
+    wait_min: float = 30.0          # a ticket waiting longer than this
+    serve_min: float = 30.0         # a ticket at a window longer than this, from its call
+    waiting_per_window: float = 10.0   # waiting tickets per open window serving it, above this
+
+
+@dataclass(frozen=True)
 class Service:
     id: str
     name: str
@@ -46,6 +56,7 @@ class Service:
     guide: Guide = field(default_factory=Guide)
     service_time_min: float = 5.0   # assumed minutes per ticket until real figures exist
     name_en: str = ""               # the kiosk's English screens; "" = the Chinese name
+    thresholds: Thresholds = field(default_factory=Thresholds)   # the hall's, and its own
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,40 @@ class Auth:
     technician: tuple[str, ...] = ()
     supervisor: tuple[str, ...] = ()
     windows: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    booking: tuple[str, ...] = ()       # the booking system: registers and cancels appointments
+    evaluator: tuple[str, ...] = ()     # the rating pads at the windows
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """[alerts]: the hall's early warnings."""
+
+    check_every_s: float = 5.0      # how often the conditions are looked at
+    pause_min: float = 15.0         # a window paused longer than this; 0 = never
+    device_offline_s: float = 60.0  # a device offline (or a terminal silent) this long; 0 = never
+    thresholds: Thresholds = field(default_factory=Thresholds)   # every service's, by default
+
+
+@dataclass(frozen=True)
+class Appointments:
+    """[appointments]: when a booked citizen may check in at a kiosk."""
+
+    check_in_before_min: int = 15   # from this long before the slot ...
+    check_in_after_min: int = 30    # ... to this long after it; later: a normal ticket
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """[evaluation]: the rating (好差评) taken at the window after a ticket is completed."""
+
+    within_s: float = 120.0         # a rating is taken this long after completion, then refused
+
+
+@dataclass(frozen=True)
+class Audit:
+    """[audit]: how long the audit log keeps its entries."""
+
+    retention_days: int = 180       # at least 180: six months, as the hall's rules ask
 
 
 @dataclass(frozen=True)
@@ -120,6 +165,10 @@ class Config:
     devices: dict[str, Device] = field(default_factory=dict)
     path: Path | None = None
     categories: tuple[Category, ...] = ()
+    alerts: Alerts = field(default_factory=Alerts)
+    appointments: Appointments = field(default_factory=Appointments)
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    audit: Audit = field(default_factory=Audit)
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -149,13 +198,19 @@ PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 
 # Problems come out in this order, whatever order the tables had in the file.
 _SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "categories": 4, "windows": 5,
-                  "devices": 6}
+                  "devices": 6, "alerts": 7, "appointments": 8, "evaluation": 9, "audit": 10}
 
 _HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
               "print_materials")
 _SERVER_KEYS = ("host", "port", "public_url")
-_AUTH_ROLES = ("kiosk", "technician", "supervisor")
-_SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min", "name_en")
+_AUTH_ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
+_SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min", "name_en", "alerts")
+_THRESHOLD_KEYS = ("wait_min", "serve_min", "waiting_per_window")
+_ALERTS_KEYS = ("check_every_s", "pause_min", "device_offline_s") + _THRESHOLD_KEYS
+_APPOINTMENTS_KEYS = ("check_in_before_min", "check_in_after_min")
+_EVALUATION_KEYS = ("within_s",)
+_AUDIT_KEYS = ("retention_days",)
+MIN_AUDIT_RETENTION_DAYS = 180
 _GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes", "where")
 _CATEGORY_KEYS = ("id", "name", "name_en", "services")
 _WINDOW_KEYS = ("id", "name", "services", "board", "temporary", "voice")
@@ -303,7 +358,9 @@ class _Reader:
 
         hall = self.read_hall(data.get("hall", _MISSING))
         server = self.read_server(data.get("server", _MISSING))
-        services = self.read_services(data.get("services", _MISSING))
+        alerts = self.read_alerts(data.get("alerts", _MISSING))
+        appointments, evaluation, audit = self.read_supervision(data)
+        services = self.read_services(data.get("services", _MISSING), alerts.thresholds)
         categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
         windows = self.read_windows(data.get("windows", _MISSING), services, devices)
@@ -311,7 +368,9 @@ class _Reader:
         if self.problems or hall is None:
             return None
         return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
-                      windows=tuple(windows.values()), devices=devices, categories=categories)
+                      windows=tuple(windows.values()), devices=devices, categories=categories,
+                      alerts=alerts, appointments=appointments, evaluation=evaluation,
+                      audit=audit)
 
     def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
         if value is _MISSING:
@@ -376,9 +435,52 @@ class _Reader:
         t.finish(_SERVER_KEYS)
         return server
 
+    # -- [alerts], [appointments], [evaluation], [audit] ------------------------
+
+    def read_alerts(self, value: Any) -> Alerts:
+        t = self.table("[alerts]", value)
+        if t is None:
+            return Alerts()
+        d = Alerts()
+        alerts = Alerts(
+            check_every_s=t.number("check_every_s", d.check_every_s, above=0),
+            pause_min=t.number("pause_min", d.pause_min, at_least=0),
+            device_offline_s=t.number("device_offline_s", d.device_offline_s, at_least=0),
+            thresholds=self.read_thresholds(t, d.thresholds))
+        t.finish(_ALERTS_KEYS)
+        return alerts
+
+    @staticmethod
+    def read_thresholds(t: _Table, base: Thresholds) -> Thresholds:
+        return Thresholds(**{key: t.number(key, getattr(base, key), at_least=0)
+                             for key in _THRESHOLD_KEYS})
+
+    def read_supervision(self, data: dict[str, Any]
+                         ) -> tuple[Appointments, Evaluation, Audit]:
+        appointments, evaluation, audit = Appointments(), Evaluation(), Audit()
+        t = self.table("[appointments]", data.get("appointments", _MISSING))
+        if t is not None:
+            appointments = Appointments(
+                check_in_before_min=t.integer("check_in_before_min",
+                                              appointments.check_in_before_min, low=0, high=720),
+                check_in_after_min=t.integer("check_in_after_min",
+                                             appointments.check_in_after_min, low=0, high=720))
+            t.finish(_APPOINTMENTS_KEYS)
+        t = self.table("[evaluation]", data.get("evaluation", _MISSING))
+        if t is not None:
+            evaluation = Evaluation(within_s=t.number("within_s", evaluation.within_s, above=0))
+            t.finish(_EVALUATION_KEYS)
+        t = self.table("[audit]", data.get("audit", _MISSING))
+        if t is not None:
+            audit = Audit(retention_days=t.integer("retention_days", audit.retention_days,
+                                                   low=MIN_AUDIT_RETENTION_DAYS))
+            t.finish(_AUDIT_KEYS)
+        return appointments, evaluation, audit
+
     # -- [[services]] -------------------------------------------------------
 
-    def read_services(self, value: Any) -> dict[str, Service]:
+    def read_services(self, value: Any, thresholds: Thresholds = Thresholds()
+                      ) -> dict[str, Service]:
         services: dict[str, Service] = {}
         first_at: dict[str, int] = {}
         prefix_owner: dict[str, str] = {}
@@ -401,12 +503,17 @@ class _Reader:
             name_en = t.string("name_en", "", allow_empty=True) or ""
             t.finish(_SERVICE_KEYS)
             guide = self.read_guide(f"{label[:-1]}.guide]", t.raw("guide"))
+            own = t.table("alerts")
+            limits = thresholds
+            if own is not None:
+                limits = self.read_thresholds(own, thresholds)
+                own.finish(_THRESHOLD_KEYS)
             if service_id is None:
                 continue
             first_at[service_id] = position
             services[service_id] = Service(id=service_id, name=name or "", prefix=prefix or "",
                                            code=code or "", guide=guide, service_time_min=minutes,
-                                           name_en=name_en)
+                                           name_en=name_en, thresholds=limits)
         return services
 
     def read_categories(self, value: Any, services: dict[str, Service]) -> tuple[Category, ...]:
@@ -662,7 +769,8 @@ class _Reader:
                 per_window[window_id] = tokens
         t.finish(_AUTH_ROLES + ("windows",))
         return Auth(kiosk=roles["kiosk"], technician=roles["technician"],
-                    supervisor=roles["supervisor"], windows=per_window)
+                    supervisor=roles["supervisor"], windows=per_window,
+                    booking=roles["booking"], evaluator=roles["evaluator"])
 
     def tokens(self, t: _Table, key: str) -> tuple[str, ...]:
         tokens = t.strings(key, ()) or ()
@@ -770,7 +878,8 @@ class _Table:
             return default
         return value
 
-    def number(self, key: str, default: float, *, above: float | None = None) -> float:
+    def number(self, key: str, default: float, *, above: float | None = None,
+               at_least: float | None = None) -> float:
         value = self.raw(key)
         if value is _MISSING:
             return default
@@ -782,6 +891,9 @@ class _Table:
             return default
         if above is not None and value <= above:
             self.problem(key, f"{value} is out of range; expected a number greater than {above:g}")
+            return default
+        if at_least is not None and value < at_least:
+            self.problem(key, f"{value} is out of range; expected a number of at least {at_least:g}")
             return default
         return float(value)
 

@@ -16,7 +16,7 @@ from drivers.base import TicketSlip
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .queue import Queue, TicketView
-from .records import PrintStatus
+from .records import SYSTEM, Actor, PrintStatus
 
 log = logging.getLogger("kioskd.printing")
 
@@ -36,19 +36,21 @@ class Printing:
         options = self.config.devices[terminal].options
         return [p for p in (options["printer"], options.get("fallback_printer")) if p]
 
-    async def print_issued(self, view: TicketView, terminal: str) -> TicketView:
+    async def print_issued(self, view: TicketView, terminal: str,
+                           actor: Actor = SYSTEM) -> TicketView:
         """Print a just-issued ticket; the answer carries how it went."""
         device, error = await self._print(view, terminal)
         status = PrintStatus.FAILED if error else PrintStatus.PRINTED
-        return await self.queue.record_print(view.ticket.id, device, status, error)
+        return await self.queue.record_print(view.ticket.id, device, status, error, actor=actor)
 
-    async def reprint(self, view: TicketView, terminal: str) -> TicketView:
+    async def reprint(self, view: TicketView, terminal: str,
+                      actor: Actor = SYSTEM) -> TicketView:
         """Print again; DeviceNotReady (503) when no printer of the terminal can,
         or when printing fails (the failure is kept on the ticket too)."""
         printers = self.printers(terminal)
         if not any(self.devices.get(p).usable for p in printers):
             raise DeviceNotReady(self.devices.view(printers[0]))
-        view = await self.print_issued(view, terminal)
+        view = await self.print_issued(view, terminal, actor)
         if view.ticket.print_status is PrintStatus.FAILED:
             raise DeviceNotReady(self.devices.view(view.ticket.print_device or printers[0]),
                                  f"{view.ticket.number} not printed: {view.ticket.print_error}")

@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from .config import Config, Window
-from .records import AT_WINDOW, Event, PrintStatus, Status, Ticket, WindowRecord, WindowState
+from . import audit
+from .records import (AT_WINDOW, SYSTEM, Actor, Event, PrintStatus, Status, Ticket, WindowRecord,
+                      WindowState)
 from .store import Store, Tx
 
 T = TypeVar("T")
@@ -125,13 +127,27 @@ class Queue:
 
     # -- running operations --------------------------------------------------
 
-    async def _run(self, op: Callable[..., T], *args: Any) -> T:
+    async def _run(self, op: Callable[..., T], *args: Any, actor: Actor = SYSTEM) -> T:
         if self._rolled_over != self.day_of(self.clock()):
             await self.roll_over()
-        return await self.store.transact(partial(self._at_now, op, args))
+        return await self.store.transact(partial(self._at_now, op, args, actor))
 
-    def _at_now(self, op: Callable[..., T], args: tuple, tx: Tx) -> T:
-        return op(tx, self.clock(), *args)
+    def _at_now(self, op: Callable[..., T], args: tuple, actor: Actor, tx: Tx) -> T:
+        """Run `op` at the clock's time; each change it made (each event it wrote)
+        goes into the audit log in the same transaction, as done by `actor`."""
+        mark = len(tx.events)
+        result = op(tx, self.clock(), *args)
+        audit.record_events(tx, actor, tx.events[mark:], self.day_of)
+        return result
+
+    async def record(self, actor: Actor, action: str, **fields: Any) -> None:
+        """Write one audit entry now, for a change made outside the queue (a device
+        command); `fields` as `audit.record` takes them."""
+        await self.store.transact(lambda tx: self._record(tx, actor, action, fields))
+
+    def _record(self, tx: Tx, actor: Actor, action: str, fields: dict[str, Any]) -> None:
+        now = self.clock()
+        audit.record(tx, actor, action, now, self.day_of(now), **fields)
 
     async def setup(self) -> None:
         """Give every configured window a run-time record; close past days."""
@@ -146,8 +162,8 @@ class Queue:
     # -- issuing -------------------------------------------------------------
 
     async def issue(self, service: str, priority: bool = False,
-                    terminal: str | None = None) -> TicketView:
-        return await self._run(self._issue, service, priority, terminal)
+                    terminal: str | None = None, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._issue, service, priority, terminal, actor=actor)
 
     def _issue(self, tx: Tx, now: float, service_id: str, priority: bool,
                terminal: str | None) -> TicketView:
@@ -168,8 +184,8 @@ class Queue:
 
     # -- at the window -------------------------------------------------------
 
-    async def call_next(self, window_id: str) -> TicketView | None:
-        return await self._run(self._call_next, window_id)
+    async def call_next(self, window_id: str, actor: Actor = SYSTEM) -> TicketView | None:
+        return await self._run(self._call_next, window_id, actor=actor)
 
     def _call_next(self, tx: Tx, now: float, window_id: str) -> TicketView | None:
         window, record = self._window(tx, window_id)
@@ -202,8 +218,8 @@ class Queue:
         if ticket is not None and ticket.status in AT_WINDOW:
             self._end(tx, now, ticket, Status.DONE)
 
-    async def recall(self, window_id: str) -> TicketView:
-        return await self._run(self._recall, window_id)
+    async def recall(self, window_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._recall, window_id, actor=actor)
 
     def _recall(self, tx: Tx, now: float, window_id: str) -> TicketView:
         window, record, ticket = self._current(tx, window_id)
@@ -215,8 +231,8 @@ class Queue:
         tx.emit("ticket.recalled", now, self._event_data(view, window=window))
         return view
 
-    async def start(self, window_id: str) -> TicketView:
-        return await self._run(self._start, window_id)
+    async def start(self, window_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._start, window_id, actor=actor)
 
     def _start(self, tx: Tx, now: float, window_id: str) -> TicketView:
         window, record, ticket = self._current(tx, window_id)
@@ -229,8 +245,8 @@ class Queue:
         tx.emit("ticket.started", now, self._event_data(view, window=window))
         return view
 
-    async def complete(self, window_id: str) -> TicketView:
-        return await self._run(self._complete, window_id)
+    async def complete(self, window_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._complete, window_id, actor=actor)
 
     def _complete(self, tx: Tx, now: float, window_id: str) -> TicketView:
         window, record, ticket = self._current(tx, window_id)
@@ -238,8 +254,8 @@ class Queue:
         tx.save_window(record)
         return self._end(tx, now, ticket, Status.DONE, window=window)
 
-    async def no_show(self, window_id: str) -> TicketView:
-        return await self._run(self._no_show, window_id)
+    async def no_show(self, window_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._no_show, window_id, actor=actor)
 
     def _no_show(self, tx: Tx, now: float, window_id: str) -> TicketView:
         window, record, ticket = self._current(tx, window_id)
@@ -250,8 +266,8 @@ class Queue:
         return self._end(tx, now, ticket, Status.NO_SHOW, window=window)
 
     async def transfer(self, window_id: str, service: str | None = None,
-                       to_window: str | None = None) -> TicketView:
-        return await self._run(self._transfer, window_id, service, to_window)
+                       to_window: str | None = None, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._transfer, window_id, service, to_window, actor=actor)
 
     def _transfer(self, tx: Tx, now: float, window_id: str, service_id: str | None,
                   to_window: str | None) -> TicketView:
@@ -290,16 +306,21 @@ class Queue:
         return self._view(tx, self._ticket(tx, ticket_id), now)
 
     async def record_print(self, ticket_id: str, device: str | None, status: PrintStatus,
-                           error: str | None) -> TicketView:
-        """Keep how the ticket's last print went: where, and why it failed."""
-        return await self._run(self._record_print, ticket_id, device, status, error)
+                           error: str | None, actor: Actor = SYSTEM) -> TicketView:
+        """Keep how the ticket's last print went: where, and why it failed
+        (`ticket.printed`, with `print` = printed or failed)."""
+        return await self._run(self._record_print, ticket_id, device, status, error,
+                               actor=actor)
 
     def _record_print(self, tx: Tx, now: float, ticket_id: str, device: str | None,
                       status: PrintStatus, error: str | None) -> TicketView:
         ticket = self._ticket(tx, ticket_id)
         ticket.print_device, ticket.print_status, ticket.print_error = device, status, error
         tx.update_ticket(ticket)
-        return self._view(tx, ticket, now)
+        view = self._view(tx, ticket, now)
+        tx.emit("ticket.printed", now, self._event_data(
+            TicketView(ticket, None, None), print=status.value, device=device, error=error))
+        return view
 
     def windows_serving(self, ticket: Ticket) -> list[Window]:
         """Where a ticket may be called: its target window, or the windows serving its service."""
@@ -307,8 +328,8 @@ class Queue:
             return [self._windows[ticket.target_window]]
         return self._serving[ticket.service]
 
-    async def cancel(self, ticket_id: str) -> TicketView:
-        return await self._run(self._cancel, ticket_id)
+    async def cancel(self, ticket_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._cancel, ticket_id, actor=actor)
 
     def _cancel(self, tx: Tx, now: float, ticket_id: str) -> TicketView:
         ticket = self._ticket(tx, ticket_id)
@@ -331,8 +352,8 @@ class Queue:
         tx.emit(f"ticket.{status.value}", now, self._event_data(view, window=window, **extra))
         return view
 
-    async def readmit(self, ticket_id: str) -> TicketView:
-        return await self._run(self._readmit, ticket_id)
+    async def readmit(self, ticket_id: str, actor: Actor = SYSTEM) -> TicketView:
+        return await self._run(self._readmit, ticket_id, actor=actor)
 
     def _readmit(self, tx: Tx, now: float, ticket_id: str) -> TicketView:
         """Put a no-show back in line after the next few waiting tickets of its service."""
@@ -387,17 +408,17 @@ class Queue:
 
     # -- windows ---------------------------------------------------------------
 
-    async def pause(self, window_id: str) -> WindowView:
-        return await self._run(self._set_state, window_id, WindowState.PAUSED)
+    async def pause(self, window_id: str, actor: Actor = SYSTEM) -> WindowView:
+        return await self._run(self._set_state, window_id, WindowState.PAUSED, actor=actor)
 
-    async def resume(self, window_id: str) -> WindowView:
-        return await self._run(self._set_state, window_id, WindowState.OPEN, False)
+    async def resume(self, window_id: str, actor: Actor = SYSTEM) -> WindowView:
+        return await self._run(self._set_state, window_id, WindowState.OPEN, False, actor=actor)
 
-    async def open(self, window_id: str) -> WindowView:
-        return await self._run(self._set_state, window_id, WindowState.OPEN, True)
+    async def open(self, window_id: str, actor: Actor = SYSTEM) -> WindowView:
+        return await self._run(self._set_state, window_id, WindowState.OPEN, True, actor=actor)
 
-    async def close(self, window_id: str) -> WindowView:
-        return await self._run(self._set_state, window_id, WindowState.CLOSED)
+    async def close(self, window_id: str, actor: Actor = SYSTEM) -> WindowView:
+        return await self._run(self._set_state, window_id, WindowState.CLOSED, actor=actor)
 
     def _set_state(self, tx: Tx, now: float, window_id: str, state: WindowState,
                    opening: bool = True) -> WindowView:
@@ -518,6 +539,12 @@ class Queue:
         finished, and windows let go of them. Their history stays in the store."""
         now = self.clock()
         today = self.day_of(now)
+        mark = len(tx.events)
+        self._close_past_days(tx, now, today)
+        audit.record_events(tx, SYSTEM, tx.events[mark:], self.day_of)
+        return today
+
+    def _close_past_days(self, tx: Tx, now: float, today: str) -> None:
         for ticket in tx.waiting_before(today):
             self._end(tx, now, ticket, Status.CANCELLED, reason="day_end")
         for ticket in tx.at_window_before(today):
@@ -528,7 +555,6 @@ class Queue:
                 if current is None or current.status not in AT_WINDOW:
                     record.current = None
                     tx.save_window(record)
-        return today
 
     # -- lookups and estimates -----------------------------------------------------------
 

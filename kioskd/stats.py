@@ -1,5 +1,5 @@
-"""What the supervisor reads: a day's counts and times per service, window and hour, and
-the open alerts — computed from the store's tickets and event log, no HTTP here.
+"""What the supervisor reads: a day's counts and times per service, window and hour —
+computed from the store's tickets and event log, no HTTP here.
 
 A day's figures come from two reads, both by index: the tickets whose number belongs
 to the day (`tickets.day`), and the day's `ticket.called` and `ticket.transferred`
@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from .config import Config
-from .devices import DeviceNow
 from .queue import day_bounds
 from .records import Event, Status, Ticket
 from .store import Tx
 
 DAY_EVENTS = ("ticket.called", "ticket.transferred")
 DAY_EVENT_KEYS = ("ticket", "service", "from_service", "from_window")
-ALERT_KEYS = ("device", "kind")        # an alert is the same alert while these are the same
 
 
 # -- figures ------------------------------------------------------------------------------
@@ -217,53 +215,3 @@ def _service_seconds(t: Ticket) -> float | None:
     if t.closed_by == "day_end" or began is None or t.finished_at is None:
         return None
     return max(0.0, t.finished_at - began)
-
-
-# -- alerts -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Alert:
-    """An alert still open: the last `alert` event of its device and kind said raised."""
-
-    id: int                    # the event that raised it
-    kind: str
-    device: str | None
-    window: str | None
-    service: str | None
-    message: str
-    raised_at: float
-
-
-def last_alerts(tx: Tx) -> list[Event]:
-    """The last `alert` event of each device and kind, newest first."""
-    return tx.last_events_by("alert", ALERT_KEYS)
-
-
-def open_alerts(last: list[Event], config: Config,
-                device_now: Callable[[str], DeviceNow | None]) -> list[Alert]:
-    """The alerts open now, newest first, from `last_alerts`.
-
-    Open: the last event of its device and kind said `raised`. The device layer
-    starts every run knowing no alerts and raises again what a device still reports,
-    but it cannot clear what was mended while the daemon was down. So an alert
-    raised before the device's current state began, whose device has answered in
-    this run (ready or degraded) without raising it again, is over. An alert of a
-    device no longer configured is left out; one of a device not heard from since
-    a restart stays open until it is.
-    """
-    alerts = []
-    for event in last:
-        data = event.data
-        if data.get("state") != "raised":
-            continue
-        device, kind = data.get("device"), str(data.get("kind", ""))
-        if device is not None:
-            if device not in config.devices:
-                continue
-            now = device_now(device)
-            if (now is not None and now.answering and kind not in now.alerts
-                    and event.at < now.since):
-                continue
-        alerts.append(Alert(event.id, kind, device, data.get("window"), data.get("service"),
-                            str(data.get("message", "")), event.at))
-    return alerts

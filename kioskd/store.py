@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .aio import within
-from .records import Event, PrintStatus, Status, Ticket, WindowRecord, WindowState
+from .records import (Actor, AlertRecord, Appointment, AppointmentStatus, AuditEntry, Event,
+                      PrintStatus, Rating, Status, Ticket, WindowRecord, WindowState)
 
 log = logging.getLogger("kioskd.store")
 
@@ -47,6 +48,8 @@ class StoreClosed(RuntimeError):
 
 class Tx(Protocol):
     """What the queue engine may do inside one transaction."""
+
+    events: list[Event]          # the events written so far in this transaction
 
     def next_sequence(self, day: str, prefix: str) -> int: ...
     def insert_ticket(self, ticket: Ticket) -> None: ...
@@ -72,6 +75,36 @@ class Tx(Protocol):
     def events_between(self, types: Sequence[str], start: float, end: float,
                        keys: Sequence[str] | None = None) -> list[Event]: ...
     def last_events_by(self, type: str, keys: Sequence[str]) -> list[Event]: ...
+    def waiting_since(self) -> list[tuple[str, str | None, float]]: ...
+    def tickets_at_windows(self) -> list[Ticket]: ...
+    # appointments
+    def insert_appointment(self, appointment: Appointment) -> None: ...
+    def update_appointment(self, appointment: Appointment) -> None: ...
+    def appointment(self, appointment_id: str) -> Appointment | None: ...
+    def appointments_by_code(self, code: str) -> list[Appointment]: ...
+    def appointments_of_day(self, day: str) -> list[Appointment]: ...
+    def purge_appointments(self, before_day: str) -> int: ...
+    # ratings
+    def insert_rating(self, rating: Rating) -> None: ...
+    def rating(self, ticket_id: str) -> Rating | None: ...
+    def ratings_between(self, first_day: str, last_day: str) -> list[Rating]: ...
+    # alerts
+    def insert_alert(self, alert: AlertRecord) -> None: ...
+    def update_alert(self, alert: AlertRecord) -> None: ...
+    def alert(self, alert_id: int) -> AlertRecord | None: ...
+    def open_alert_records(self) -> list[AlertRecord]: ...
+    def alerts_between(self, start: float, end: float) -> list[AlertRecord]: ...
+    # audit
+    def audit(self, entry: AuditEntry) -> int: ...
+    def audit_entries(self, day: str, *, window: str | None = None, ticket: str | None = None,
+                      actor: str | None = None, after_id: int = 0,
+                      limit: int = 500) -> list[AuditEntry]: ...
+    def purge_audit(self, before: float) -> int: ...
+    # statistics of past days, kept once computed
+    def day_summary(self, day: str) -> tuple[int, dict[str, Any]] | None: ...
+    def save_day_summary(self, day: str, version: int, at: float, data: dict[str, Any]) -> None: ...
+    def day_summaries(self, first_day: str, last_day: str) -> dict[str, tuple[int, dict[str, Any]]]: ...
+    def days_with_tickets(self, first_day: str, last_day: str) -> list[str]: ...
 
 
 class Store(Protocol):
@@ -148,6 +181,92 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS events_by_type ON events (type, at);
     """,
+    # 4: supervision — appointments, ratings (好差评), alerts, the audit log, and each
+    # past day's statistics kept once computed
+    """
+    ALTER TABLE tickets ADD COLUMN appointment TEXT;
+    CREATE TABLE appointments (
+        seq           INTEGER PRIMARY KEY,
+        id            TEXT NOT NULL UNIQUE,
+        day           TEXT NOT NULL,
+        code          TEXT NOT NULL,
+        service       TEXT NOT NULL,
+        slot_at       REAL NOT NULL,
+        status        TEXT NOT NULL,
+        created_at    REAL NOT NULL,
+        name          TEXT,            -- masked before it is stored
+        phone         TEXT,            -- masked before it is stored
+        reference     TEXT,
+        checked_in_at REAL,
+        cancelled_at  REAL,
+        ticket        TEXT,
+        UNIQUE (day, code)
+    );
+    CREATE INDEX appointments_by_code ON appointments (code);
+    CREATE INDEX appointments_by_day ON appointments (day, slot_at);
+    CREATE TABLE ratings (
+        ticket    TEXT PRIMARY KEY,    -- one rating per ticket
+        day       TEXT NOT NULL,
+        window_id TEXT NOT NULL,
+        service   TEXT NOT NULL,
+        level     INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
+        at        REAL NOT NULL,
+        source    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX ratings_by_day ON ratings (day);
+    CREATE TABLE alerts (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        key       TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        message   TEXT NOT NULL,
+        raised_at REAL NOT NULL,
+        device    TEXT,
+        window_id TEXT,
+        service   TEXT,
+        ticket    TEXT,
+        detail    TEXT NOT NULL DEFAULT '{}',
+        acked_at  REAL,
+        acked_by  TEXT,
+        closed_at REAL,
+        closed_by TEXT
+    );
+    -- an alert is raised once: one open alert per condition
+    CREATE UNIQUE INDEX alerts_open ON alerts (key) WHERE closed_at IS NULL;
+    CREATE INDEX alerts_by_time ON alerts (raised_at);
+    CREATE TABLE audit (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        at           REAL NOT NULL,
+        day          TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        actor        TEXT NOT NULL,    -- Actor.label: window:3, kiosk:kiosk_1, supervisor
+        role         TEXT NOT NULL,
+        actor_window TEXT,
+        terminal     TEXT,
+        token        INTEGER NOT NULL,
+        ticket       TEXT,
+        window_id    TEXT,
+        appointment  TEXT,
+        alert        INTEGER,
+        device       TEXT,
+        detail       TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_day ON audit (day, id);
+    CREATE INDEX audit_by_ticket ON audit (ticket, id) WHERE ticket IS NOT NULL;
+    CREATE INDEX audit_by_window ON audit (window_id, day, id) WHERE window_id IS NOT NULL;
+    CREATE INDEX audit_by_actor ON audit (actor, day, id);
+    -- append-only: nothing changes an entry, and none younger than 180 days is deleted
+    CREATE TRIGGER audit_unchangeable BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_kept BEFORE DELETE ON audit
+        WHEN old.at > CAST(strftime('%s', 'now') AS REAL) - 180 * 86400
+        BEGIN SELECT RAISE(ABORT, 'audit entries are kept at least 180 days'); END;
+    CREATE TABLE day_summaries (
+        day         TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL,
+        computed_at REAL NOT NULL,
+        data        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 _TICKET_COLUMNS = {
@@ -157,7 +276,7 @@ _TICKET_COLUMNS = {
     "called_at": "called_at", "started_at": "started_at", "finished_at": "finished_at",
     "recalls": "recalls", "transfers": "transfers", "terminal": "terminal",
     "print_device": "print_device", "print_status": "print_status",
-    "print_error": "print_error", "closed_by": "closed_by",
+    "print_error": "print_error", "closed_by": "closed_by", "appointment": "appointment",
 }
 assert set(_TICKET_COLUMNS) == {f.name for f in fields(Ticket)}
 _SELECT_TICKET = "SELECT " + ", ".join(_TICKET_COLUMNS.values()) + " FROM tickets"
@@ -374,6 +493,224 @@ class SQLiteTx:
             f"  GROUP BY {group}) ORDER BY id DESC",
             (type, *(f'$."{key}"' for key in keys))).fetchall()
         return [_event(r) for r in rows]
+
+    # -- what the alerts watch ------------------------------------------------------
+
+    def waiting_since(self) -> list[tuple[str, str | None, float]]:
+        """(service, target window, issue time) of every waiting ticket, by index."""
+        return self.conn.execute(
+            "SELECT service, target_window, issued_at FROM tickets INDEXED BY tickets_waiting "
+            "WHERE status = 'waiting'").fetchall()
+
+    def tickets_at_windows(self) -> list[Ticket]:
+        """Every ticket called or being served now."""
+        return self._all(f"{_SELECT_TICKET} INDEXED BY tickets_at_window "
+                         "WHERE status IN ('called', 'serving')")
+
+    # -- appointments -------------------------------------------------------------------
+
+    def insert_appointment(self, appointment: Appointment) -> None:
+        values = _appointment_params(appointment)
+        self.conn.execute(
+            f"INSERT INTO appointments ({', '.join(_APPOINTMENT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in values)})", values)
+
+    def update_appointment(self, appointment: Appointment) -> None:
+        values = _appointment_params(appointment)
+        sets = ", ".join(f"{c} = ?" for c in _APPOINTMENT_COLUMNS)
+        self.conn.execute(f"UPDATE appointments SET {sets} WHERE id = ?",
+                          [*values, appointment.id])
+
+    def appointment(self, appointment_id: str) -> Appointment | None:
+        row = self.conn.execute(f"{_SELECT_APPOINTMENT} WHERE id = ?",
+                                (appointment_id,)).fetchone()
+        return _appointment(row) if row else None
+
+    def appointments_by_code(self, code: str) -> list[Appointment]:
+        rows = self.conn.execute(f"{_SELECT_APPOINTMENT} WHERE code = ? ORDER BY day",
+                                 (code,)).fetchall()
+        return [_appointment(r) for r in rows]
+
+    def appointments_of_day(self, day: str) -> list[Appointment]:
+        rows = self.conn.execute(f"{_SELECT_APPOINTMENT} WHERE day = ? ORDER BY slot_at, seq",
+                                 (day,)).fetchall()
+        return [_appointment(r) for r in rows]
+
+    def purge_appointments(self, before_day: str) -> int:
+        return self.conn.execute("DELETE FROM appointments WHERE day < ?", (before_day,)).rowcount
+
+    # -- ratings ------------------------------------------------------------------------------
+
+    def insert_rating(self, rating: Rating) -> None:
+        self.conn.execute(
+            "INSERT INTO ratings (ticket, day, window_id, service, level, at, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rating.ticket, rating.day, rating.window, rating.service, rating.level,
+             rating.at, rating.source))
+
+    def rating(self, ticket_id: str) -> Rating | None:
+        row = self.conn.execute(f"{_SELECT_RATING} WHERE ticket = ?", (ticket_id,)).fetchone()
+        return Rating(*row) if row else None
+
+    def ratings_between(self, first_day: str, last_day: str) -> list[Rating]:
+        """The ratings of tickets whose day is first_day … last_day (inclusive)."""
+        rows = self.conn.execute(f"{_SELECT_RATING} WHERE day BETWEEN ? AND ? ORDER BY at",
+                                 (first_day, last_day)).fetchall()
+        return [Rating(*r) for r in rows]
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def insert_alert(self, alert: AlertRecord) -> None:
+        values = _alert_params(alert)
+        cur = self.conn.execute(
+            f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in values)})", values)
+        alert.id = cur.lastrowid
+
+    def update_alert(self, alert: AlertRecord) -> None:
+        values = _alert_params(alert)
+        sets = ", ".join(f"{c} = ?" for c in _ALERT_COLUMNS)
+        self.conn.execute(f"UPDATE alerts SET {sets} WHERE id = ?", [*values, alert.id])
+
+    def alert(self, alert_id: int) -> AlertRecord | None:
+        row = self.conn.execute(f"{_SELECT_ALERT} WHERE id = ?", (alert_id,)).fetchone()
+        return _alert(row) if row else None
+
+    def open_alert_records(self) -> list[AlertRecord]:
+        """Every alert not yet closed, newest first."""
+        rows = self.conn.execute(f"{_SELECT_ALERT} INDEXED BY alerts_open "
+                                 "WHERE closed_at IS NULL").fetchall()
+        return sorted((_alert(r) for r in rows), key=lambda a: a.id, reverse=True)
+
+    def alerts_between(self, start: float, end: float) -> list[AlertRecord]:
+        """The alerts raised at start <= raised_at < end, newest first."""
+        rows = self.conn.execute(f"{_SELECT_ALERT} WHERE raised_at >= ? AND raised_at < ? "
+                                 "ORDER BY id DESC", (start, end)).fetchall()
+        return [_alert(r) for r in rows]
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> int:
+        a = entry.actor
+        cur = self.conn.execute(
+            "INSERT INTO audit (at, day, action, actor, role, actor_window, terminal, token, "
+            "ticket, window_id, appointment, alert, device, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.at, entry.day, entry.action, a.label, a.role, a.window,
+             a.terminal, int(a.token), entry.ticket, entry.window or a.window,
+             entry.appointment, entry.alert, entry.device or a.device,
+             json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))))
+        return cur.lastrowid
+
+    def audit_entries(self, day: str, *, window: str | None = None, ticket: str | None = None,
+                      actor: str | None = None, after_id: int = 0,
+                      limit: int = 500) -> list[AuditEntry]:
+        """The day's entries in the order they were written, after `after_id`, filtered
+        by the window concerned, the ticket, and the actor (its label, or its role)."""
+        where, params = ["day = ?", "id > ?"], [day, after_id]
+        index = "audit_by_day"
+        if ticket is not None:
+            where.append("ticket = ?")
+            params.append(ticket)
+            index = "audit_by_ticket"
+        if window is not None:
+            where.append("window_id = ?")
+            params.append(window)
+            index = "audit_by_window" if ticket is None else index
+        if actor is not None:
+            where.append("(actor = ? OR role = ?)")
+            params += [actor, actor]
+        rows = self.conn.execute(
+            f"{_SELECT_AUDIT} INDEXED BY {index} WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+        return [_audit(r) for r in rows]
+
+    def purge_audit(self, before: float) -> int:
+        return self.conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+
+    # -- statistics of past days ------------------------------------------------------
+
+    def day_summary(self, day: str) -> tuple[int, dict[str, Any]] | None:
+        row = self.conn.execute("SELECT version, data FROM day_summaries WHERE day = ?",
+                                (day,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def save_day_summary(self, day: str, version: int, at: float, data: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO day_summaries (day, version, computed_at, data) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (day) DO UPDATE SET version = excluded.version, "
+            "computed_at = excluded.computed_at, data = excluded.data",
+            (day, version, at, json.dumps(data, ensure_ascii=False, separators=(",", ":"))))
+
+    def day_summaries(self, first_day: str, last_day: str
+                      ) -> dict[str, tuple[int, dict[str, Any]]]:
+        rows = self.conn.execute(
+            "SELECT day, version, data FROM day_summaries WHERE day BETWEEN ? AND ?",
+            (first_day, last_day)).fetchall()
+        return {r[0]: (r[1], json.loads(r[2])) for r in rows}
+
+    def days_with_tickets(self, first_day: str, last_day: str) -> list[str]:
+        """The days first_day … last_day on which numbers were issued (the numbering's
+        own table: one row per day and prefix, not a scan of the tickets)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT day FROM sequences WHERE day BETWEEN ? AND ? ORDER BY day",
+            (first_day, last_day)).fetchall()
+        return [r[0] for r in rows]
+
+
+_APPOINTMENT_COLUMNS = ("id", "day", "code", "service", "slot_at", "status", "created_at",
+                        "name", "phone", "reference", "checked_in_at", "cancelled_at", "ticket")
+_SELECT_APPOINTMENT = f"SELECT {', '.join(_APPOINTMENT_COLUMNS)} FROM appointments"
+assert set(_APPOINTMENT_COLUMNS) == {f.name for f in fields(Appointment)}
+
+
+def _appointment_params(a: Appointment) -> list[Any]:
+    return [getattr(a, c) for c in _APPOINTMENT_COLUMNS]
+
+
+def _appointment(row: sqlite3.Row) -> Appointment:
+    values = dict(zip(_APPOINTMENT_COLUMNS, row))
+    values["status"] = AppointmentStatus(values["status"])
+    return Appointment(**values)
+
+
+_SELECT_RATING = "SELECT ticket, day, window_id, service, level, at, source FROM ratings"
+
+_ALERT_FIELDS = {"key": "key", "kind": "kind", "message": "message", "raised_at": "raised_at",
+                 "device": "device", "window": "window_id", "service": "service",
+                 "ticket": "ticket", "detail": "detail", "acked_at": "acked_at",
+                 "acked_by": "acked_by", "closed_at": "closed_at", "closed_by": "closed_by"}
+_ALERT_COLUMNS = tuple(_ALERT_FIELDS.values())
+_SELECT_ALERT = f"SELECT id, {', '.join(_ALERT_COLUMNS)} FROM alerts"
+assert set(_ALERT_FIELDS) | {"id"} == {f.name for f in fields(AlertRecord)}
+
+
+def _alert_params(a: AlertRecord) -> list[Any]:
+    values = [getattr(a, f) for f in _ALERT_FIELDS]
+    values[_ALERT_COLUMNS.index("detail")] = json.dumps(a.detail, ensure_ascii=False,
+                                                        separators=(",", ":"))
+    return values
+
+
+def _alert(row: sqlite3.Row) -> AlertRecord:
+    values = dict(zip(("id", *_ALERT_FIELDS), row))
+    values["detail"] = json.loads(values["detail"])
+    return AlertRecord(**values)
+
+
+_SELECT_AUDIT = ("SELECT id, at, day, action, role, actor_window, terminal, token, ticket, "
+                 "window_id, appointment, alert, device, detail FROM audit")
+
+
+def _audit(row: sqlite3.Row) -> AuditEntry:
+    (id_, at, day, action, role, actor_window, terminal, token, ticket, window, appointment,
+     alert, device, detail) = row
+    actor = Actor(role, window=actor_window, terminal=terminal,
+                  device=device if role == "keypad" else None, token=bool(token))
+    return AuditEntry(at=at, day=day, action=action, actor=actor, ticket=ticket, window=window,
+                      appointment=appointment, alert=alert, device=device,
+                      detail=json.loads(detail), id=id_)
+
 
 
 class SQLiteStore:

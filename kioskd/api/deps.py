@@ -12,8 +12,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 
 from ..config import Config
+from ..records import Actor
 
-ROLES = ("kiosk", "technician", "supervisor")
+ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
+# When several of a caller's principals allow a route, the audit log names the first.
+_ACTOR_ORDER = ("supervisor", "technician", "kiosk", "booking", "evaluator")
 BEARER = "bearer"           # the OpenAPI security scheme's name
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
@@ -64,7 +67,7 @@ class Guard:
             self._tokens += [(_digest(t), role) for t in getattr(auth, role)]
         for window_id, tokens in auth.windows.items():
             self._tokens += [(_digest(t), f"window:{window_id}") for t in tokens]
-        self._open = set(open_principals(config))
+        self.open = frozenset(open_principals(config))
 
     def principals(self, token: str) -> set[str]:
         given = _digest(token)
@@ -83,7 +86,7 @@ class Guard:
                                 "use 'Authorization: Bearer <token>'",
                                 headers={"WWW-Authenticate": "Bearer"})
         if not header:
-            if allowed & self._open:
+            if allowed & self.open:
                 return set()
             raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                 f"a token is needed ({_describe(allowed)})",
@@ -92,7 +95,7 @@ class Guard:
         if not principals:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
                                 headers={"WWW-Authenticate": "Bearer"})
-        if principals & allowed or allowed & self._open:
+        if principals & allowed or allowed & self.open:
             return principals
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"this token is for {_describe(principals)}; "
@@ -166,6 +169,30 @@ class GuardedRoute(APIRoute):
             return handler
 
         async def guarded(request: Request):
-            request.app.state.guard.check(request, allowed_for(request))
+            allowed = set(allowed_for(request))
+            request.state.principals = request.app.state.guard.check(request, allowed)
+            request.state.allowed = allowed
             return await handler(request)
         return guarded
+
+
+def actor(request: Request, terminal: str | None = None) -> Actor:
+    """Who is asking, for the audit log: the principal of the caller's token that
+    let it in (a window's clerk, a role), or, without a token on a loopback bind,
+    the open principal the route admitted. `terminal` names the kiosk it came through."""
+    principals = getattr(request.state, "principals", None) or set()
+    allowed = getattr(request.state, "allowed", None) or set()
+    token = bool(principals)
+    candidates = (principals & allowed if token else allowed & request.app.state.guard.open) \
+        or principals
+    path_window = request.path_params.get("w")
+    if f"window:{path_window}" in candidates:
+        return Actor("window", window=str(path_window), terminal=terminal, token=token)
+    for role in _ACTOR_ORDER:
+        if role in candidates:
+            return Actor(role, terminal=terminal, token=token)
+    windows = sorted(p for p in candidates if p.startswith("window:"))
+    if windows:
+        return Actor("window", window=windows[0][len("window:"):], terminal=terminal,
+                     token=token)
+    return Actor("public", terminal=terminal, token=token)

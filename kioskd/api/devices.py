@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
-from ..devices import Supervised, Supervisor, UnknownDevice
-from .deps import GuardedRoute, roles
+from ..devices import DeviceNotReady, Supervised, Supervisor, UnknownDevice
+from .deps import GuardedRoute, actor, roles
 from .models import DeviceOut, DeviceProblem, HeartbeatIn, HeartbeatOut, Problem
 
 router = APIRouter(tags=["devices"], route_class=GuardedRoute,
@@ -64,7 +64,8 @@ async def device(device_id: str, request: Request) -> DeviceOut:
              summary="Run the device's self-test (a printer prints its test page)")
 async def self_test(device_id: str, request: Request) -> DeviceOut:
     """503 with the device's state when it is not ready or the test fails."""
-    await _supervised(request, device_id).self_test()
+    supervised = _supervised(request, device_id)
+    await _audited(request, device_id, "device.test", supervised.self_test())
     return _out(request, device_id).answer()
 
 
@@ -72,8 +73,26 @@ async def self_test(device_id: str, request: Request) -> DeviceOut:
              summary="Close the device's link and open it again now")
 async def reconnect(device_id: str, request: Request) -> DeviceOut:
     """Answers after the attempt, with the state it led to."""
-    await _supervised(request, device_id).reconnect()
+    supervised = _supervised(request, device_id)
+    await _audited(request, device_id, "device.reconnect", supervised.reconnect())
     return _out(request, device_id).answer()
+
+
+async def _audited(request: Request, device_id: str, action: str, command) -> None:
+    """Run a technician's command and write it to the audit log with its outcome."""
+    outcome: dict = {"outcome": "done"}
+    try:
+        await command
+    except DeviceNotReady as exc:
+        outcome = {"outcome": "failed", "error": str(exc)}
+        raise
+    except TimeoutError:
+        outcome = {"outcome": "failed", "error": "no answer in time"}
+        raise
+    finally:
+        outcome["state"] = _devices(request).view(device_id).state.value
+        await request.app.state.queue.record(actor(request), action, device=device_id,
+                                             detail=outcome)
 
 
 def _terminal(request: Request, device_id: str) -> str:
@@ -102,6 +121,7 @@ async def reload(device_id: str, request: Request) -> DeviceOut:
     """The page learns it at its next report (within `heartbeat_s`). 409 for a
     device that is not a terminal."""
     _devices(request).terminals.ask_reload(_terminal(request, device_id))
+    await request.app.state.queue.record(actor(request), "device.reload", device=device_id)
     return _out(request, device_id).answer()
 
 

@@ -1,4 +1,4 @@
-"""Routes for hall management: a day's statistics, and the alerts still open."""
+"""Routes for hall management: statistics."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from functools import partial
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from ..devices import Supervisor
 from ..queue import Queue
-from ..stats import DayStats, Minutes, Tally, day_stats, last_alerts, open_alerts
+from ..stats import DayStats, Minutes, Tally, day_stats
 from .deps import GuardedRoute, roles
 from .models import Answer, Problem
 
@@ -105,16 +104,6 @@ class StatsOut(Answer):
             totals=Counts(**Counts.fields_of(stats.totals)))
 
 
-class AlertOut(BaseModel):
-    id: int = Field(description="the id of the `alert` event that raised it")
-    kind: str = Field(examples=["paper_near_end"])
-    device: str | None = Field(examples=["printer_1"])
-    window: str | None = None
-    service: str | None = None
-    message: str = Field(examples=["paper near end"])
-    raised_at: str
-
-
 # -- routes ------------------------------------------------------------------------------
 
 def _day(text: str | None, queue: Queue) -> date:
@@ -165,17 +154,3 @@ async def stats(request: Request,
     figures = await queue.store.read(partial(day_stats, config=queue.config,
                                              day=_day(day, queue)))
     return StatsOut.of(figures, queue).answer()
-
-
-@router.get("/alerts", response_model=list[AlertOut], responses=ERRORS,
-            dependencies=[roles("technician", "supervisor")],
-            summary="The alerts open now, newest first")
-async def alerts(request: Request) -> list[AlertOut]:
-    """An alert is open while the last `alert` event of its device and kind says
-    `raised`; the event log keeps them across restarts. One raised before a
-    restart is over once its device answers again without raising it."""
-    queue: Queue = request.app.state.queue
-    devices: Supervisor = request.app.state.devices
-    found = open_alerts(await queue.store.read(last_alerts), queue.config, devices.now)
-    return [AlertOut(id=a.id, kind=a.kind, device=a.device, window=a.window, service=a.service,
-                     message=a.message, raised_at=queue.iso(a.raised_at)) for a in found]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Request, Response, status
 from ..config import Config
 from ..printing import status_url
 from ..queue import Invalid, Queue
-from .deps import GuardedRoute, any_window_or, roles
+from .deps import GuardedRoute, actor, any_window_or, roles
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
 
 router = APIRouter(tags=["tickets"], route_class=GuardedRoute)
@@ -37,9 +37,10 @@ async def issue(body: IssueRequest, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     if body.terminal is not None:
         _check_terminal(queue.config, body.terminal)
-    view = await queue.issue(body.service, body.priority, body.terminal)
+    who = actor(request, body.terminal)
+    view = await queue.issue(body.service, body.priority, body.terminal, actor=who)
     if body.terminal is not None and body.print:
-        view = await request.app.state.printing.print_issued(view, body.terminal)
+        view = await request.app.state.printing.print_issued(view, body.terminal, who)
     return TicketOut.of(view, queue).answer(status.HTTP_201_CREATED)
 
 
@@ -73,7 +74,7 @@ def _qr_svg(text: str) -> str:
              summary="Cancel a waiting ticket")
 async def cancel(ticket_id: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.cancel(ticket_id), queue).answer()
+    return TicketOut.of(await queue.cancel(ticket_id, actor=actor(request)), queue).answer()
 
 
 @router.post("/tickets/{ticket_id}/readmit", response_model=TicketOut, responses=ERRORS,
@@ -84,7 +85,7 @@ async def readmit(ticket_id: str, request: Request) -> TicketOut:
     `readmit_within_min` goes back in line after the next few waiting tickets
     of the service (`readmit_after`), not at the back."""
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.readmit(ticket_id), queue).answer()
+    return TicketOut.of(await queue.readmit(ticket_id, actor=actor(request)), queue).answer()
 
 
 @router.post("/tickets/{ticket_id}/reprint", response_model=TicketOut, responses=ERRORS,
@@ -98,4 +99,5 @@ async def reprint(ticket_id: str, request: Request,
     if terminal is None:
         raise Invalid(f"{view.ticket.number} was not issued at a terminal; name one to print on")
     _check_terminal(queue.config, terminal)
-    return TicketOut.of(await request.app.state.printing.reprint(view, terminal), queue).answer()
+    printed = await request.app.state.printing.reprint(view, terminal, actor(request, terminal))
+    return TicketOut.of(printed, queue).answer()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response, status
 
 from ..queue import Queue
-from .deps import GuardedRoute, roles, window_role
+from .deps import GuardedRoute, actor, roles, window_role
 from .models import (Problem, TicketOut, TransferRequest, WaitingTicket, WindowOut,
                      WindowWaitingOut)
 
@@ -63,7 +63,7 @@ async def call_next(w: str, request: Request):
     the services it serves: priority tickets first, then the one waiting longest.
     204 when nothing is waiting; 409 when the window is paused or closed."""
     queue: Queue = request.app.state.queue
-    view = await queue.call_next(w)
+    view = await queue.call_next(w, actor=actor(request))
     if view is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return TicketOut.of(view, queue).answer()
@@ -73,28 +73,28 @@ async def call_next(w: str, request: Request):
              dependencies=[CLERK], summary="Call the current ticket again")
 async def recall(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.recall(w), queue).answer()
+    return TicketOut.of(await queue.recall(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/start", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="The person arrived: start serving")
 async def start(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.start(w), queue).answer()
+    return TicketOut.of(await queue.start(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/complete", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Finish the current ticket")
 async def complete(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.complete(w), queue).answer()
+    return TicketOut.of(await queue.complete(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/no-show", response_model=TicketOut, responses=ERRORS,
              dependencies=[CLERK], summary="Nobody came")
 async def no_show(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.no_show(w), queue).answer()
+    return TicketOut.of(await queue.no_show(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/transfer", response_model=TicketOut, responses=ERRORS,
@@ -103,32 +103,33 @@ async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut
     """The ticket queues again under its own number and keeps its original issue
     time, so the person does not go to the back of the line."""
     queue: Queue = request.app.state.queue
-    return TicketOut.of(await queue.transfer(w, body.service, body.window), queue).answer()
+    return TicketOut.of(await queue.transfer(w, body.service, body.window,
+                                                     actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/pause", response_model=WindowOut, responses=ERRORS,
              dependencies=[CLERK], summary="Stop calling for a while")
 async def pause(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
-    return WindowOut.of(await queue.pause(w), queue).answer()
+    return WindowOut.of(await queue.pause(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/resume", response_model=WindowOut, responses=ERRORS,
              dependencies=[CLERK], summary="Call again after a pause")
 async def resume(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
-    return WindowOut.of(await queue.resume(w), queue).answer()
+    return WindowOut.of(await queue.resume(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/open", response_model=WindowOut, responses=ERRORS,
              dependencies=[roles("supervisor")], summary="Open a window (temporary ones too)")
 async def open_window(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
-    return WindowOut.of(await queue.open(w), queue).answer()
+    return WindowOut.of(await queue.open(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/close", response_model=WindowOut, responses=ERRORS,
              dependencies=[roles("supervisor")], summary="Close a window")
 async def close_window(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
-    return WindowOut.of(await queue.close(w), queue).answer()
+    return WindowOut.of(await queue.close(w, actor=actor(request)), queue).answer()

@@ -1,0 +1,52 @@
+"""The audit log: who changed what and when — every change of a ticket, window,
+appointment or alert, and every device command — written append-only in the same
+transaction as the change, so that the log and the hall never disagree.
+
+The store forbids changing an entry and deleting one younger than 180 days (SQLite
+triggers); `purge` removes what the hall's `[audit] retention_days` lets go. Nothing
+personal is written: actors are roles, windows and terminals, and the details are
+the queue's own data (numbers, states, services), masked again here to be sure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .privacy import scrub
+from .records import Actor, AuditEntry, Event
+from .store import Tx
+
+# What an event's data repeats that the entry already holds in its own columns.
+_KEPT_APART = ("ticket", "window")
+MIN_RETENTION_DAYS = 180
+
+
+def record(tx: Tx, actor: Actor, action: str, at: float, day: str, *,
+           ticket: str | None = None, window: str | None = None,
+           appointment: str | None = None, alert: int | None = None,
+           device: str | None = None, detail: dict[str, Any] | None = None) -> int:
+    """Append one entry; returns its id."""
+    return tx.audit(AuditEntry(
+        at=at, day=day, action=action, actor=actor, ticket=ticket, window=window,
+        appointment=appointment, alert=alert, device=device,
+        detail=scrub(detail or {})))
+
+
+def record_events(tx: Tx, actor: Actor, events: Iterable[Event],
+                  day_of: Callable[[float], str]) -> None:
+    """An entry for each change an operation made, as its events describe it."""
+    for event in events:
+        data = event.data
+        record(tx, actor, event.type, event.at, day_of(event.at),
+               ticket=data.get("ticket"), window=data.get("window") or data.get("from_window"),
+               appointment=data.get("appointment"),
+               alert=data.get("alert") if event.type == "alert" else None,
+               device=data.get("device"),
+               detail={k: v for k, v in data.items() if k not in _KEPT_APART})
+
+
+def purge(tx: Tx, before: float) -> int:
+    """Remove the entries written before `before`; the store refuses any younger than
+    180 days whatever the caller asks."""
+    return tx.purge_audit(before)
