@@ -127,6 +127,13 @@ class Queue:
 
     # -- running operations --------------------------------------------------
 
+    async def run(self, op: Callable[..., T], *args: Any, actor: Actor = SYSTEM) -> T:
+        """Run `op(tx, now, *args)` as one durable transaction, the way the queue's own
+        operations run: after the day's roll-over, at the clock's time, every event it
+        writes audited as done by `actor`. For the rules kept beside the queue
+        (appointments, ratings, alerts)."""
+        return await self._run(op, *args, actor=actor)
+
     async def _run(self, op: Callable[..., T], *args: Any, actor: Actor = SYSTEM) -> T:
         if self._rolled_over != self.day_of(self.clock()):
             await self.roll_over()
@@ -167,6 +174,13 @@ class Queue:
 
     def _issue(self, tx: Tx, now: float, service_id: str, priority: bool,
                terminal: str | None) -> TicketView:
+        return self.issue_in(tx, now, service_id, priority, terminal)
+
+    def issue_in(self, tx: Tx, now: float, service_id: str, priority: bool,
+                 terminal: str | None, *, appointment: str | None = None,
+                 queue_at: float | None = None) -> TicketView:
+        """Issue inside a transaction the caller runs (`run`): an appointment's
+        check-in issues its ticket with its place in line (`queue_at`, e.g. the slot)."""
         service = self._services.get(service_id)
         if service is None:
             raise Invalid(f"unknown service '{service_id}'; known: {', '.join(self._services)}")
@@ -175,11 +189,13 @@ class Queue:
         number = f"{service.prefix}{sequence:0{self.config.hall.number_width}d}"
         ticket = Ticket(
             id=ticket_id(now), day=day, number=number, service=service.id,
-            priority=priority, status=Status.WAITING, issued_at=now, queue_at=now,
-            terminal=terminal)
+            priority=priority, status=Status.WAITING, issued_at=now,
+            queue_at=now if queue_at is None else queue_at, terminal=terminal,
+            appointment=appointment)
         tx.insert_ticket(ticket)
         view = self._view(tx, ticket, now)
-        tx.emit("ticket.issued", now, self._event_data(view))
+        extra = {"appointment": appointment} if appointment else {}
+        tx.emit("ticket.issued", now, self._event_data(view, **extra))
         return view
 
     # -- at the window -------------------------------------------------------
