@@ -20,10 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api import devices as devices_api
 from .api import events as events_api
 from .api import alerts as alerts_api
+from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
-from . import ui
+from . import audit, ui
 from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
@@ -108,7 +109,7 @@ def create_app(config: Config, store: Store | None = None,
     # The routes a clerk and a kiosk press all day are matched first.
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.terminal_router, devices_api.router, supervision.router,
-                   alerts_api.router):
+                   alerts_api.router, audit_api.router):
         app.include_router(router, prefix=API)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
     app.include_router(ui.router)
@@ -238,7 +239,10 @@ def _short(part: object) -> str:
 
 
 async def _roll_over_at_midnight(queue: Queue) -> None:
-    """Close yesterday's leftovers just after each local midnight."""
+    """Close yesterday's leftovers just after each local midnight, then let go of
+    the audit entries past the hall's retention (and once at start: the daemon may
+    have been off at midnight)."""
+    await _purge_expired(queue)
     while True:
         delay = queue.next_midnight(queue.clock()) - queue.clock() + 1
         await asyncio.sleep(max(delay, 1))
@@ -246,3 +250,14 @@ async def _roll_over_at_midnight(queue: Queue) -> None:
             await queue.roll_over()
         except Exception:
             log.exception("day rollover failed; it runs again before the next operation")
+        await _purge_expired(queue)
+
+
+async def _purge_expired(queue: Queue) -> None:
+    """Purge in batches, each its own short transaction, so calls go on meanwhile."""
+    try:
+        while await queue.run(audit.purge_expired, queue.config.audit.retention_days,
+                              queue.day_of):
+            pass
+    except Exception:
+        log.exception("audit: purging expired entries failed; it runs again after midnight")

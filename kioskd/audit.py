@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .privacy import scrub
-from .records import Actor, AuditEntry, Event
+from .records import SYSTEM, Actor, AuditEntry, Event
 from .store import Tx
 
 # What an event's data repeats that the entry already holds in its own columns.
@@ -46,7 +46,21 @@ def record_events(tx: Tx, actor: Actor, events: Iterable[Event],
                detail={k: v for k, v in data.items() if k not in _KEPT_APART})
 
 
-def purge(tx: Tx, before: float) -> int:
-    """Remove the entries written before `before`; the store refuses any younger than
-    180 days whatever the caller asks."""
-    return tx.purge_audit(before)
+PURGE_BATCH = 5_000     # entries deleted per transaction: the loop stays free for calls
+
+
+def purge_expired(tx: Tx, now: float, retention_days: int,
+                  day_of: Callable[[float], str]) -> int:
+    """Remove up to PURGE_BATCH audit entries, and the appointments, older than the
+    hall's retention; returns the entries removed (call again until 0). The store
+    keeps any entry younger than 180 days whatever the retention asks. The purge
+    itself is written to the log."""
+    days = max(retention_days, MIN_RETENTION_DAYS)
+    before = day_of(now - days * 86400)
+    entries = tx.purge_audit(before, PURGE_BATCH)
+    appointments = tx.purge_appointments(before)
+    if entries or appointments:
+        record(tx, SYSTEM, "audit.purged", now, day_of(now), detail={
+            "before": before, "retention_days": days, "entries": entries,
+            "appointments": appointments})
+    return entries

@@ -96,10 +96,10 @@ class Tx(Protocol):
     def alerts_between(self, start: float, end: float) -> list[AlertRecord]: ...
     # audit
     def audit(self, entry: AuditEntry) -> int: ...
-    def audit_entries(self, day: str, *, window: str | None = None, ticket: str | None = None,
-                      actor: str | None = None, after_id: int = 0,
+    def audit_entries(self, day: str | None, *, window: str | None = None,
+                      ticket: str | None = None, actor: str | None = None, after_id: int = 0,
                       limit: int = 500) -> list[AuditEntry]: ...
-    def purge_audit(self, before: float) -> int: ...
+    def purge_audit(self, before_day: str, limit: int) -> int: ...
     # statistics of past days, kept once computed
     def day_summary(self, day: str) -> tuple[int, dict[str, Any]] | None: ...
     def save_day_summary(self, day: str, version: int, at: float, data: dict[str, Any]) -> None: ...
@@ -602,12 +602,18 @@ class SQLiteTx:
              json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))))
         return cur.lastrowid
 
-    def audit_entries(self, day: str, *, window: str | None = None, ticket: str | None = None,
-                      actor: str | None = None, after_id: int = 0,
+    def audit_entries(self, day: str | None, *, window: str | None = None,
+                      ticket: str | None = None, actor: str | None = None, after_id: int = 0,
                       limit: int = 500) -> list[AuditEntry]:
-        """The day's entries in the order they were written, after `after_id`, filtered
-        by the window concerned, the ticket, and the actor (its label, or its role)."""
-        where, params = ["day = ?", "id > ?"], [day, after_id]
+        """Entries in the order they were written, after `after_id`, filtered by the
+        hall's day, the window concerned, the ticket, and the actor (its label, or its
+        role). Every day of a ticket when `day` is None (a ticket must be named then)."""
+        where, params = ["id > ?"], [after_id]
+        if day is not None:
+            where.append("day = ?")
+            params.append(day)
+        elif ticket is None:
+            raise ValueError("name a day or a ticket")
         index = "audit_by_day"
         if ticket is not None:
             where.append("ticket = ?")
@@ -625,8 +631,14 @@ class SQLiteTx:
             "ORDER BY id LIMIT ?", (*params, limit)).fetchall()
         return [_audit(r) for r in rows]
 
-    def purge_audit(self, before: float) -> int:
-        return self.conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+    def purge_audit(self, before_day: str, limit: int) -> int:
+        """Delete at most `limit` of the entries of the days before `before_day`, oldest
+        first, never one younger than 180 days by this machine's clock (the limit the
+        store's trigger enforces)."""
+        return self.conn.execute(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit INDEXED BY audit_by_day "
+            "  WHERE day < ? AND at <= CAST(strftime('%s', 'now') AS REAL) - 180 * 86400 "
+            "  ORDER BY day, id LIMIT ?)", (before_day, limit)).rowcount
 
     # -- statistics of past days ------------------------------------------------------
 

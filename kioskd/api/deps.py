@@ -6,13 +6,19 @@ import hashlib
 import hmac
 import inspect
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
+from datetime import date
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 
 from ..config import Config
 from ..records import Actor
+
+if TYPE_CHECKING:
+    from ..queue import Queue
 
 ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
 # When several of a caller's principals allow a route, the audit log names the first.
@@ -196,3 +202,21 @@ def actor(request: Request, terminal: str | None = None) -> Actor:
         return Actor("window", window=windows[0][len("window:"):], terminal=terminal,
                      token=token)
     return Actor("public", terminal=terminal, token=token)
+
+
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def read_day(text: str | None, queue: Queue, name: str = "date") -> date:
+    """A `YYYY-MM-DD` query parameter as the hall's local date; today when absent;
+    422 saying what a date looks like otherwise."""
+    if text is None:
+        return date.fromisoformat(queue.day_of(queue.clock()))
+    try:
+        if ISO_DATE.fullmatch(text) and (day := date.fromisoformat(text)) < date.max:
+            return day                           # (the last date has no next midnight)
+    except ValueError:
+        pass
+    shown = text if len(text) <= 40 else text[:40] + "…"
+    raise HTTPException(422, f"{name}: '{shown}' is not a date kioskd can read; use "
+                        "YYYY-MM-DD, e.g. 2026-11-30")
