@@ -865,3 +865,62 @@ def test_a_terminal_says_how_long_its_page_may_be_silent(tmp_path):
     found = problems(tmp_path, printer + '[devices.k]\ndriver = "terminal"\nprinter = "p"\n'
                                          'offline_after_s = 0\n')
     assert any("[devices.k] offline_after_s" in p for p in found), found
+
+
+# -- supervision: [alerts], [services.alerts], [appointments], [evaluation], [audit] ------
+
+def test_supervision_has_defaults_a_hall_can_run_with(tmp_path):
+    config = load(tmp_path)
+    assert (config.alerts.check_every_s, config.alerts.pause_min,
+            config.alerts.device_offline_s) == (5.0, 15.0, 60.0)
+    limits = config.service("property").thresholds
+    assert (limits.wait_min, limits.serve_min, limits.waiting_per_window) == (30.0, 30.0, 10.0)
+    assert (config.appointments.check_in_before_min,
+            config.appointments.check_in_after_min) == (15, 30)
+    assert config.evaluation.within_s == 120.0 and config.audit.retention_days == 180
+    assert config.auth.booking == () and config.auth.evaluator == ()
+
+
+def test_a_service_overrides_the_halls_thresholds_key_by_key_and_0_turns_one_off(tmp_path):
+    config = load(tmp_path, """
+        [alerts]
+        wait_min = 20
+        waiting_per_window = 8
+        pause_min = 0
+
+        [services.alerts]
+        wait_min = 45
+        serve_min = 0
+        """)
+    limits = config.service("property").thresholds
+    assert (limits.wait_min, limits.serve_min, limits.waiting_per_window) == (45.0, 0.0, 8.0)
+    assert config.alerts.pause_min == 0.0
+
+
+def test_supervision_mistakes_name_their_table_and_key(tmp_path):
+    found = problems(tmp_path, """
+        [alerts]
+        wait_min = -5
+        check_every_s = 0
+        pause_minutes = 10
+
+        [services.alerts]
+        serve_min = "long"
+        wait = 3
+
+        [appointments]
+        check_in_before_min = -1
+
+        [evaluation]
+        within_s = 0
+
+        [audit]
+        retention_days = 90
+        """)
+    expected = ["[alerts] wait_min", "[alerts] check_every_s", "[alerts]: unknown key 'pause_minutes'",
+                "serve_min: expected a number", "unknown key 'wait'",
+                "[appointments] check_in_before_min", "[evaluation] within_s",
+                "[audit] retention_days"]
+    for words in expected:
+        assert any(words in p for p in found), (words, found)
+    assert len(found) == len(expected), found
