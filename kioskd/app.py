@@ -20,11 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api import devices as devices_api
 from .api import events as events_api
 from .api import alerts as alerts_api
+from .api import appointments as appointments_api
 from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
 from . import audit, ui
+from .appointments import Appointments
 from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
@@ -100,6 +102,7 @@ def create_app(config: Config, store: Store | None = None,
     app.state.config = config
     app.state.bus = bus
     app.state.queue = queue
+    app.state.appointments = Appointments(queue)
     app.state.devices = devices
     app.state.boards = boards
     app.state.voices = voices
@@ -109,7 +112,7 @@ def create_app(config: Config, store: Store | None = None,
     # The routes a clerk and a kiosk press all day are matched first.
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.terminal_router, devices_api.router, supervision.router,
-                   alerts_api.router, audit_api.router):
+                   alerts_api.router, audit_api.router, appointments_api.router):
         app.include_router(router, prefix=API)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
     app.include_router(ui.router)

@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 
 from ..config import Config
+from ..queue import Invalid
 from ..records import Actor
 
 if TYPE_CHECKING:
@@ -180,6 +181,14 @@ class GuardedRoute(APIRoute):
             request.state.allowed = allowed
             return await handler(request)
         return guarded
+
+
+def check_terminal(config: Config, terminal: str) -> None:
+    """Invalid (422) unless `terminal` is a device with driver = "terminal"."""
+    device = config.devices.get(terminal)
+    if device is None or device.driver != "terminal":
+        known = [d.id for d in config.devices.values() if d.driver == "terminal"]
+        raise Invalid(f"unknown terminal '{terminal}'; known: {', '.join(known) or 'none'}")
 
 
 def actor(request: Request, terminal: str | None = None) -> Actor:

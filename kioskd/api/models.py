@@ -75,6 +75,8 @@ class TicketOut(Answer):
         description="waiting tickets that will be called before this one; null once called")
     est_wait_min: int | None = Field(description="estimated minutes until called")
     print: PrintInfo
+    appointment: str | None = Field(None, description="the appointment it was issued for "
+                                    "at check-in (GET /appointments/{id})")
 
     @classmethod
     def of(cls, view: TicketView, queue: Queue) -> TicketOut:
@@ -90,7 +92,8 @@ class TicketOut(Answer):
             recalls=t.recalls, transfers=t.transfers, waiting_ahead=view.waiting_ahead,
             est_wait_min=view.est_wait_min,
             print=PrintInfo(device=t.print_device, status=t.print_status.value,
-                            error=t.print_error))
+                            error=t.print_error),
+            appointment=t.appointment)
 
 
 class CurrentTicket(BaseModel):

@@ -8,23 +8,15 @@ import qrcode
 import qrcode.image.svg
 from fastapi import APIRouter, Body, Request, Response, status
 
-from ..config import Config
 from ..printing import status_url
 from ..queue import Invalid, Queue
-from .deps import GuardedRoute, actor, any_window_or, roles
+from .deps import GuardedRoute, actor, any_window_or, check_terminal, roles
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
 
 router = APIRouter(tags=["tickets"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
-
-
-def _check_terminal(config: Config, terminal: str) -> None:
-    device = config.devices.get(terminal)
-    if device is None or device.driver != "terminal":
-        known = [d.id for d in config.devices.values() if d.driver == "terminal"]
-        raise Invalid(f"unknown terminal '{terminal}'; known: {', '.join(known) or 'none'}")
 
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut,
@@ -36,7 +28,7 @@ async def issue(body: IssueRequest, request: Request) -> TicketOut:
     fault never fails the issue: `print.status` says what happened."""
     queue: Queue = request.app.state.queue
     if body.terminal is not None:
-        _check_terminal(queue.config, body.terminal)
+        check_terminal(queue.config, body.terminal)
     who = actor(request, body.terminal)
     view = await queue.issue(body.service, body.priority, body.terminal, actor=who)
     if body.terminal is not None and body.print:
@@ -98,6 +90,6 @@ async def reprint(ticket_id: str, request: Request,
     terminal = (body.terminal if body else None) or view.ticket.terminal
     if terminal is None:
         raise Invalid(f"{view.ticket.number} was not issued at a terminal; name one to print on")
-    _check_terminal(queue.config, terminal)
+    check_terminal(queue.config, terminal)
     printed = await request.app.state.printing.reprint(view, terminal, actor(request, terminal))
     return TicketOut.of(printed, queue).answer()
