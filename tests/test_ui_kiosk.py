@@ -317,3 +317,124 @@ def test_the_ticket_page_on_a_phone_follows_the_ticket_until_it_is_called(hall, 
     expect(page.locator("#unknown h2")).to_have_text("没有找到这张号票")
     expect(page.locator("#ticket")).to_be_hidden()
     look(page, "ticket-phone-unknown")
+
+
+# ------------------------------------------------------------------ appointment check-in
+
+def book(hall, code, service="property"):
+    """An appointment whose slot is now on the daemon's clock: inside its check-in window."""
+    slot = hall.api("GET", "/hall", expect=200)["now"]
+    return hall.api("POST", "/appointments", {"service": service, "slot": slot, "code": code},
+                    expect=201)
+
+
+def tap_code(page, code):
+    for char in code:
+        key = page.locator(f'#keypad [data-key="{char}"]')
+        if not key.count():                                   # on the other half of the keypad
+            page.locator("#keypad .key-mode").tap()
+        key.tap()
+
+
+def test_check_in_on_the_keypad_gives_the_appointment_its_number(hall, open_page):
+    printed_before = len(hall.printer.tickets)
+    booked = book(hall, "24681357")
+    page = open_kiosk(open_page, hall, PORTRAIT)
+    entry = page.locator("#checkin-open")
+    expect(entry).to_be_visible()
+    expect(entry).to_contain_text("预约签到")
+    look(page, "kiosk-checkin-start")
+    page.locator("#checkin-open").tap()
+    expect(page.locator("#screen-checkin")).to_be_visible()
+    expect(page.locator("#checkin-code")).to_be_focused()      # a scanner types straight in
+    expect(page.locator("#checkin-submit")).to_be_disabled()
+    tap_code(page, "2468135")
+    page.locator('#keypad [data-key="9"]').tap()               # a slip of the finger ...
+    page.locator('#keypad [data-key="back"]').tap()            # ... taken back
+    tap_code(page, "7")
+    expect(page.locator("#checkin-code")).to_have_value("24681357")
+    look(page, "kiosk-checkin-keypad")
+
+    page.locator("#checkin-submit").tap()
+    ticket = result_ticket(page, hall)
+    assert ticket["appointment"] == booked["id"] and ticket["priority"] is True
+    assert ticket["print"]["status"] == "printed"
+    expect(page.locator("#result-number")).to_have_text(ticket["number"])
+    expect(page.locator("#result-priority")).to_have_text("预约优先")
+    note = page.locator("#result-appointment")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("签到成功")
+    expect(page.locator("#result-where")).to_have_text("一楼东侧 3号、4号窗口")
+    slip = hall.printer.wait_for_tickets(printed_before + 1, timeout=10)[-1]
+    assert ticket["number"] in slip.text()
+    look(page, "kiosk-checkin-result")
+    appointment = hall.api("GET", f"/appointments/{booked['id']}", expect=200)
+    assert appointment["status"] == "checked_in" and appointment["number"] == ticket["number"]
+
+    page.locator("#done").tap()
+    expect(page.locator("#screen-start")).to_be_visible()
+    page.locator("#checkin-open").tap()
+    expect(page.locator("#checkin-code")).to_have_value("")     # the next citizen starts afresh
+
+
+def test_a_wrong_code_is_refused_in_plain_words_and_a_scanner_checks_in(hall, open_page):
+    booked = book(hall, "SCAN-7Q2K")
+    page = open_kiosk(open_page, hall, PORTRAIT)
+    # A scanner on the start screen: the code and Enter, as keystrokes.
+    page.keyboard.type("scan-0000")
+    page.keyboard.press("Enter")
+    expect(page.locator("#screen-checkin")).to_be_visible()
+    problem = page.locator("#checkin-problem")
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("没有找到这个签到码的预约")
+    expect(page.locator("#checkin-code")).to_have_value("SCAN-0000")
+    look(page, "kiosk-checkin-refused")
+
+    page.keyboard.type("scan-7q2k")                            # the right code, scanned again
+    expect(problem).to_be_hidden()
+    page.keyboard.press("Enter")
+    ticket = result_ticket(page, hall)
+    assert ticket["appointment"] == booked["id"]
+    expect(page.locator("#result-number")).to_have_text(ticket["number"])
+
+    page.locator("#done").tap()
+    page.locator("#checkin-open").tap()
+    tap_code(page, "SCAN-7Q2K")
+    page.locator("#checkin-submit").tap()
+    expect(problem).to_contain_text(f"号码是 {ticket['number']}，请勿重复签到")
+    page.locator("#checkin-problem [data-go=start]").tap()
+    expect(page.locator("#screen-start")).to_be_visible()
+
+
+def test_check_in_in_english_and_elder_mode_with_the_letter_keys(hall, open_page):
+    booked = book(hall, "ELDER-42")
+    page = open_kiosk(open_page, hall, LANDSCAPE)
+    page.locator("#elder").tap()
+    page.locator("#lang").tap()
+    expect(page.locator("#checkin-open")).to_contain_text("Appointment check-in")
+    look(page, "kiosk-checkin-elder-english-start")
+    page.locator("#checkin-open").tap()
+    expect(page.locator("#checkin-title")).to_have_text("Appointment check-in")
+    page.locator("#keypad .key-mode").tap()
+    expect(page.locator('#keypad [data-key="E"]')).to_be_visible()
+    look(page, "kiosk-checkin-elder-english-letters")
+    tap_code(page, "ELDER-42")
+    expect(page.locator("#checkin-code")).to_have_value("ELDER-42")
+    page.locator("#checkin-submit").tap()
+    ticket = result_ticket(page, hall)
+    assert ticket["appointment"] == booked["id"]
+    expect(page.locator("#result-appointment")).to_contain_text("served ahead of walk-ins")
+    expect(page.locator("#result-priority")).to_have_text("Appointment")
+    page.locator("#lang").tap()
+    expect(page.locator("#result-appointment")).to_contain_text("将优先为您办理")
+    look(page, "kiosk-checkin-elder-result")
+
+
+def test_idle_leaves_the_check_in_screen_and_forgets_the_code(hall, open_page):
+    page = open_kiosk(open_page, hall, PORTRAIT, idle=2)
+    page.locator("#checkin-open").tap()
+    tap_code(page, "1234")
+    expect(page.locator("#checkin-code")).to_have_value("1234")
+    expect(page.locator("#screen-start")).to_be_visible(timeout=6_000)
+    page.locator("#checkin-open").tap()
+    expect(page.locator("#checkin-code")).to_have_value("")

@@ -66,7 +66,8 @@ class AppointmentIn(StrictBody):
 
 
 class CheckInIn(StrictBody):
-    code: str = Field(max_length=64, description="as typed or scanned", examples=["K7Q2-9041"])
+    code: str = Field(max_length=256, description="as typed or scanned (longer than 32 "
+                      "characters: refused as `bad_code`)", examples=["K7Q2-9041"])
     terminal: str | None = Field(None, description="the terminal checking in; the ticket "
                                  "prints on its printer")
     print: StrictBool = Field(True, description="print the ticket (when a terminal is named)")

@@ -1,6 +1,9 @@
 // kiosk.js — the touch-query terminal at the hall's entrance: a citizen picks a
 // service, reads its guide (materials, time limit, fee, where to go) on one screen,
 // takes a number (or a priority number) and sees it large with the people ahead.
+// A citizen with an appointment checks in instead: types the code on the on-screen
+// keypad or scans it (a scanner types the code and Enter, on any screen that waits
+// for a citizen), and gets the ticket with a word on whether they came in time.
 // Elder mode and English for whoever stands there; back to the start screen after
 // `idle` seconds without a touch. The page reports to the daemon as its terminal
 // (heartbeat) and reloads when a technician asks.
@@ -77,6 +80,20 @@ words({
     link_lost: "与系统的连接中断",
     loading: "正在读取办事事项…",
     services_unreachable: "暂时读不到办事事项，请稍候，或到服务台咨询。",
+    checkin_entry: "预约签到",
+    checkin_entry_sub: "已经预约？输入或扫描签到码，优先办理",
+    checkin_title: "预约签到",
+    checkin_hint: "请输入预约短信里的签到码，或把签到码的二维码、条形码对准扫描口",
+    checkin_label: "签到码",
+    checkin_clear: "清空",
+    checkin_retry: "重新输入",
+    checkin_submit: "签到取号",
+    checking_in: "正在签到，请稍候…",
+    keypad_label: "签到码键盘",
+    key_letters: "字母",
+    key_digits: "数字",
+    key_back: "删除",
+    appointment_ticket: "预约优先",
   },
   en: {
     elder: "Large text",
@@ -142,6 +159,20 @@ words({
     link_lost: "connection to the system lost",
     loading: "Loading the services…",
     services_unreachable: "The services cannot be read right now. Please wait, or ask at the service desk.",
+    checkin_entry: "Appointment check-in",
+    checkin_entry_sub: "Booked ahead? Type or scan your check-in code to be served first",
+    checkin_title: "Appointment check-in",
+    checkin_hint: "Type the check-in code from your booking message, or hold its QR code or barcode to the scanner",
+    checkin_label: "Check-in code",
+    checkin_clear: "Clear",
+    checkin_retry: "Type again",
+    checkin_submit: "Check in",
+    checking_in: "Checking you in, please wait…",
+    keypad_label: "Keypad for the check-in code",
+    key_letters: "ABC",
+    key_digits: "123",
+    key_back: "Delete",
+    appointment_ticket: "Appointment",
   },
 });
 
@@ -158,6 +189,8 @@ let screen = "start";
 let categoryId = null;
 let serviceId = null;
 let ticket = null;
+let checkin = null;               // the check-in that issued `ticket`: {on_time, message, message_en}
+let refusal = null;               // why the last check-in was refused: {key} or the daemon's words
 let busy = false;
 let elder = false;
 let structure = "";              // what the buttons were built from; rebuilt only when it changes
@@ -201,6 +234,8 @@ function show(name) {
   $("#screens").scrollTop = 0;
   if (name === "guide") requestAnimationFrame(checkMore);
   if (name === "result") idleTick();
+  if (name === "checkin") $("#checkin-code").focus({ preventScroll: true });
+  else clearCheckin();
   if (name === "start" && reloadPending && !busy) location.reload();
 }
 
@@ -217,6 +252,8 @@ function render() {
   }
   if (serviceId) buildGuide();
   if (ticket) buildResult();
+  buildKeypad();
+  if (refusal) showRefusal();
   updateCounts();
   showLink(linkOk);
 }
@@ -321,6 +358,14 @@ function buildResult() {
   $("#result-number").textContent = ticket.number;
   $("#result-service").textContent = s ? svcName(s) : ticket.service_name;
   $("#result-priority").hidden = !ticket.priority;
+  $("#result-priority").dataset.t = ticket.appointment ? "appointment_ticket" : "priority_ticket";
+  $("#result-priority").textContent = t($("#result-priority").dataset.t);
+  const note = $("#result-appointment");
+  note.hidden = !(checkin && ticket.appointment);
+  if (!note.hidden) {
+    note.classList.toggle("late", !checkin.on_time);
+    $("#result-appointment-text").textContent = lang === "en" ? checkin.message_en : checkin.message;
+  }
   $("#result-ahead").textContent = t("ahead_n", { n: ticket.waiting_ahead ?? 0 });
   $("#result-wait").textContent = ticket.waiting_ahead ? waitWords(ticket.est_wait_min, ticket.waiting_ahead)
                                                        : t("est_soon");
@@ -348,6 +393,7 @@ async function take(priority) {
     ticket = await api("POST", "/tickets", {
       body: { service: serviceId, priority, terminal }, token: kioskToken, timeoutMs: 20000,
     });
+    checkin = null;
     buildResult();
     show("result");
   } catch (error) {
@@ -385,6 +431,172 @@ function hideProblem() {
   document.body.classList.remove("has-problem");
 }
 
+// ------------------------------------------------------------ checking in with a code
+
+const CODE_CHARS = /[^A-Z0-9-]/g;
+const CODE_MIN = 4;
+const CODE_MAX = 32;
+const KEYS = {
+  digits: [["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9"], ["letters", "0", "back"]],
+  letters: [["A", "B", "C", "D", "E", "F", "G"], ["H", "I", "J", "K", "L", "M", "N"],
+            ["O", "P", "Q", "R", "S", "T", "U"], ["V", "W", "X", "Y", "Z", "-", "back"],
+            ["digits"]],
+};
+let keypadMode = "digits";
+let keypadBuilt = "";
+let staleCode = false;           // the field holds a refused code: the next character starts anew
+
+function openCheckin(first = "") {
+  if (busy) return;
+  if (screen === "result") resetForNext();
+  clearCheckin();
+  show("checkin");
+  if (first) typeInto(first);
+}
+
+function codeField() {
+  return $("#checkin-code");
+}
+
+function setCode(value) {
+  const field = codeField();
+  field.value = value.toUpperCase().replace(CODE_CHARS, "").slice(0, CODE_MAX);
+  $("#checkin-submit").disabled = busy || field.value.length < CODE_MIN;
+}
+
+// A character typed on the keypad or by a keyboard or scanner outside the field.
+function typeInto(text) {
+  if (staleCode) { staleCode = false; hideRefusal(); setCode(""); }
+  setCode(codeField().value + text);
+}
+
+function backspace() {
+  if (staleCode) { staleCode = false; hideRefusal(); }
+  setCode(codeField().value.slice(0, -1));
+}
+
+function clearCheckin() {
+  staleCode = false;
+  hideRefusal();
+  setCode("");
+  keypadMode = "digits";
+  buildKeypad();
+}
+
+function buildKeypad() {
+  const key = `${lang}|${keypadMode}`;
+  if (key === keypadBuilt) return;
+  keypadBuilt = key;
+  const pad = $("#keypad");
+  pad.dataset.mode = keypadMode;
+  pad.replaceChildren(...KEYS[keypadMode].map((row) => el("div", { class: "keypad-row" },
+    ...row.map((name) => {
+      if (name === "back") {
+        return el("button", { type: "button", class: "key key-back", dataset: { key: "back" },
+                              "aria-label": t("key_back") }, "⌫");
+      }
+      if (name === "letters" || name === "digits") {
+        return el("button", { type: "button", class: "key key-mode", dataset: { key: name } },
+                  t(`key_${name}`));
+      }
+      return el("button", { type: "button", class: "key", dataset: { key: name } }, name);
+    }))));
+}
+
+function pressKey(event) {
+  const button = event.target.closest("[data-key]");
+  if (!button || busy) return;
+  const name = button.dataset.key;
+  if (name === "back") backspace();
+  else if (name === "letters" || name === "digits") { keypadMode = name; buildKeypad(); }
+  else typeInto(name);
+  codeField().focus({ preventScroll: true });
+}
+
+async function submitCheckin(event) {
+  if (event) event.preventDefault();
+  const code = codeField().value;
+  if (busy || code.length < CODE_MIN) return;
+  busy = true;
+  hideRefusal();
+  setCheckinBusy(true);
+  try {
+    const answer = await api("POST", "/appointments/check-in", {
+      body: { code, terminal }, token: kioskToken, timeoutMs: 20000,
+    });
+    checkin = answer;
+    ticket = answer.ticket;
+    buildResult();
+    show("result");
+  } catch (error) {
+    showRefusal(error);
+  } finally {
+    busy = false;
+    setCheckinBusy(false);
+    touched();
+  }
+}
+
+function setCheckinBusy(on) {
+  $("#checkin-busy").hidden = !on;
+  for (const button of document.querySelectorAll("#screen-checkin button")) button.disabled = on;
+  if (!on) setCode(codeField().value);
+  document.body.classList.toggle("busy", on);
+}
+
+// The daemon says why (its words in both languages); without them, the same plain
+// words as a failed issue.
+function showRefusal(error) {
+  if (error) {
+    const body = error.body || {};
+    const status = error instanceof ApiError ? error.status : 0;
+    if (body.message && body.message_en) refusal = { message: body.message, message_en: body.message_en };
+    else if (status === 401 || status === 403) { refusal = { key: "err_auth" }; askToken(); }
+    else if (status === 503) refusal = { key: "err_503" };
+    else if (status === 0) refusal = { key: "err_0" };
+    else refusal = { key: "err_other" };
+    refusal.detail = error.detail || "";
+    staleCode = true;
+  }
+  const text = $("#checkin-problem-text");
+  text.textContent = refusal.key ? t(refusal.key) : (lang === "en" ? refusal.message_en : refusal.message);
+  text.title = refusal.detail;            // the daemon's words, for a technician
+  $("#checkin-problem").hidden = false;
+  document.body.classList.add("has-problem");
+}
+
+function hideRefusal() {
+  refusal = null;
+  $("#checkin-problem").hidden = true;
+  if ($("#issue-problem").hidden) document.body.classList.remove("has-problem");
+}
+
+// A scanner is a keyboard: on the screens that wait for a citizen, the first
+// character of a code opens the check-in with it; on the check-in screen, keys
+// typed anywhere go to the code field, and Enter checks in.
+function scannerKey(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey || busy) return;
+  const inField = event.target === codeField();
+  const typing = !inField && event.target.closest && event.target.closest("input, textarea, select");
+  if (typing) return;                                   // the technician's token form
+  const char = event.key.length === 1 && /[A-Za-z0-9-]/.test(event.key) ? event.key : null;
+  if (screen === "checkin") {
+    if (inField) {                                      // the field types it; a refused code is replaced
+      if (char && staleCode) { staleCode = false; hideRefusal(); setCode(""); }
+      else if (event.key === "Backspace" && staleCode) { staleCode = false; hideRefusal(); }
+      return;
+    }
+    if (char) { event.preventDefault(); typeInto(char); codeField().focus({ preventScroll: true }); }
+    else if (event.key === "Backspace") { event.preventDefault(); backspace(); }
+    else if (event.key === "Enter") { event.preventDefault(); submitCheckin(); }
+    return;
+  }
+  if (char && (screen === "start" || screen === "result")) {
+    event.preventDefault();
+    openCheckin(char);
+  }
+}
+
 // ------------------------------------------------------------ elder mode, language, idle
 
 function setElder(on) {
@@ -404,9 +616,11 @@ function pristine() {
 
 function resetForNext() {
   hideProblem();
+  clearCheckin();
   categoryId = null;
   serviceId = null;
   ticket = null;
+  checkin = null;
   document.body.classList.remove("print-failed");
   setElder(false);
   if (lang !== "zh") setLang("zh", { remember: false });
@@ -549,6 +763,14 @@ function wire() {
     show(categoryId && categories.length > 1 ? "services" : "start");
   });
   $("#take").addEventListener("click", () => take(false));
+  $("#checkin-open").addEventListener("click", () => openCheckin());
+  $("#keypad").addEventListener("click", pressKey);
+  $("#checkin-form").addEventListener("submit", submitCheckin);
+  $("#checkin-submit").addEventListener("click", () => submitCheckin());
+  $("#checkin-code").addEventListener("input", () => setCode(codeField().value));
+  $("#checkin-clear").addEventListener("click", () => { clearCheckin(); codeField().focus(); });
+  $("#checkin-retry").addEventListener("click", () => { clearCheckin(); codeField().focus(); });
+  document.addEventListener("keydown", scannerKey);
   $("#take-priority").addEventListener("click", () => take(true));
   $("#done").addEventListener("click", () => resetForNext());
   $("#materials").addEventListener("scroll", checkMore, { passive: true });
