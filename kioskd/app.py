@@ -20,18 +20,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api import devices as devices_api
 from .api import events as events_api
 from .api import alerts as alerts_api
+from .api import evaluation as evaluation_api
 from .api import appointments as appointments_api
 from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
-from . import audit, ui
+from . import audit, stats, ui
+from .alerts import Watch
 from .appointments import Appointments
 from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
 from .printing import Printing
+from .ratings import Ratings
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
 from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable
 from .voice import Voices
@@ -57,6 +60,7 @@ def create_app(config: Config, store: Store | None = None,
     devices = Supervisor(config, store, clock)
     boards = Boards(config, queue, bus, devices, clock)
     voices = Voices(config, queue, bus, devices, clock)
+    alerts = Watch(config, queue, bus, devices)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -67,13 +71,18 @@ def create_app(config: Config, store: Store | None = None,
         await devices.start()
         await boards.start()
         await voices.start()
+        await alerts.start()
         midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
+        # past days' statistics summarised in the background: at start, after each midnight
+        summaries = asyncio.create_task(stats.keep_summaries(queue), name="day-summaries")
         log.info("hall %s: %d services, %d windows, store %s", config.hall.name,
                  len(config.services), len(config.windows), getattr(store, "path", store))
         try:
             yield
         finally:
             midnight.cancel()
+            summaries.cancel()
+            await alerts.stop()
             await voices.stop()
             await boards.stop()
             await devices.stop()
@@ -102,17 +111,20 @@ def create_app(config: Config, store: Store | None = None,
     app.state.config = config
     app.state.bus = bus
     app.state.queue = queue
+    app.state.ratings = Ratings(queue, bus)
     app.state.appointments = Appointments(queue)
     app.state.devices = devices
     app.state.boards = boards
     app.state.voices = voices
+    app.state.alerts = alerts
     app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
 
     # The routes a clerk and a kiosk press all day are matched first.
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.terminal_router, devices_api.router, supervision.router,
-                   alerts_api.router, audit_api.router, appointments_api.router):
+                   alerts_api.router, audit_api.router, appointments_api.router,
+                   evaluation_api.router):
         app.include_router(router, prefix=API)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
     app.include_router(ui.router)
@@ -128,7 +140,8 @@ def create_app(config: Config, store: Store | None = None,
 
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
-        return _problem(str(exc), STATUS_OF.get(type(exc), 409))
+        status = next((STATUS_OF[k] for k in type(exc).__mro__ if k in STATUS_OF), 409)
+        return _problem(str(exc), status)
 
     @app.exception_handler(StoreClosed)
     @app.exception_handler(StoreUnavailable)

@@ -9,19 +9,24 @@ a self-test) run on the same worker thread, so they never cross a poll, and
 are refused at once while the device is not ready: one broken device never
 delays another, a call or an issue.
 
-A state change is published as `device.changed` (and an alert as `alert`)
-through the store, so device events share the hall's one id sequence. It is
-logged once; a device that keeps failing is logged again only every
-`STILL_FAILING_LOG_S`, and "recovered after N attempts" when it comes back.
+A state change is published as `device.changed` through the store, so device
+events share the hall's one id sequence. It is logged once; a device that keeps
+failing is logged again only every `STILL_FAILING_LOG_S`, and "recovered after N
+attempts" when it comes back. What a device's polls report for a person to act on
+(its `Health.alerts`, and a fault on a live link such as paper out) is kept here
+and handed to the early warnings (`on_alerts`, kioskd/alerts.py), which raise and
+close the `alert`s: before the new state is published, so whoever sees the state
+sees its alert already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import SimpleQueue
@@ -111,7 +116,9 @@ class Supervised:
         self.status = DeviceStatus(device.id, device.driver, State.OFFLINE, supervisor.clock())
         self.driver: Driver | None = None
         self.emulator = None
-        self.alerts: dict[str, Alert] = {}
+        self.alerts: dict[str, Alert] = {}    # what its last poll reported, by kind
+        self.answered = False             # a poll has answered in this run: `alerts` is known
+        self.silent_since: float | None = supervisor.clock()   # not answering since; None: it is
         self.attempts = 0                 # failed connection attempts in a row
         self.last_logged = 0.0
         self.wake = asyncio.Event()       # a reconnect was asked for, or the link broke
@@ -242,14 +249,16 @@ class Supervised:
     # -- state ---------------------------------------------------------------
 
     async def apply(self, health: Health) -> None:
-        """Alerts first: whoever sees the new state sees its alerts already sent."""
+        """Alerts first: whoever sees the new state sees its alerts already raised."""
         self.status.detail.update(health.detail)
-        await self.update_alerts(health.alerts)
+        await self.update_alerts(health)
         await self.set_state(health.state, health.problem)
 
     async def failed(self, error: str) -> None:
         self.attempts += 1
         now = self.supervisor.clock()
+        if self.silent_since is None:
+            self.silent_since = now
         if self.status.state is not State.OFFLINE:
             await self.set_state(State.OFFLINE, error)
         else:
@@ -273,16 +282,24 @@ class Supervised:
         await self.supervisor.changed(status.id, status.driver, before, state,
                                       problem if state is not State.READY else None)
 
-    async def update_alerts(self, alerts: tuple[Alert, ...]) -> None:
-        now = {alert.kind: alert for alert in alerts}
-        for kind in now.keys() - self.alerts.keys():
-            await self.supervisor.emit("alert", {"device": self.device.id, "kind": kind,
-                                                 "message": now[kind].message, "state": "raised"})
-        for kind in self.alerts.keys() - now.keys():
-            await self.supervisor.emit("alert", {"device": self.device.id, "kind": kind,
-                                                 "message": self.alerts[kind].message,
-                                                 "state": "cleared"})
-        self.alerts = now
+    async def update_alerts(self, health: Health) -> None:
+        """Keep what this poll reports for a person to act on: the driver's alerts, or,
+        when it names none, a fault on a live link (`offline` with a problem) as an
+        alert named after it (paper out → `paper_out`). The early warnings hear of it
+        when that changes, when the device answers for the first time in this run
+        (what it reported before a restart ends now if it no longer says so), and
+        when it answers again after a silence."""
+        reported = {alert.kind: alert for alert in health.alerts}
+        if not reported and health.state is State.OFFLINE and health.problem:
+            fault = fault_alert(health.problem)
+            reported[fault.kind] = fault
+        news = (not self.answered or self.silent_since is not None
+                or reported.keys() != self.alerts.keys())
+        self.alerts = reported
+        self.answered = True
+        self.silent_since = None
+        if news:
+            await self.supervisor.alerts_changed(self.device.id)
 
     # -- commands ------------------------------------------------------------
 
@@ -354,13 +371,22 @@ class Supervised:
                             status.last_error)
 
 
+def fault_alert(problem: str) -> Alert:
+    """A fault a device reports on a live link as an alert: its kind is the problem
+    in a word (`paper out` → `paper_out`, `cover open` → `cover_open`)."""
+    kind = re.sub(r"[^a-z0-9]+", "_", problem.lower()).strip("_")[:40] or "fault"
+    return Alert(kind, problem)
+
+
 @dataclass(frozen=True)
 class DeviceNow:
     """What the device layer knows of a device in this run of the daemon."""
 
-    answering: bool            # it has answered a poll and is ready or degraded
-    since: float               # when it entered its state
-    alerts: frozenset[str]     # the kinds it raises now
+    enabled: bool                  # false: `enabled = false` in devices.toml, never run
+    answered: bool                 # it has answered in this run: `alerts` is what it says
+    silent_since: float | None     # not answering since (start-up, or its last answer)
+    alerts: Mapping[str, str]      # kind → message, of what its last poll reported
+    problem: str | None = None     # its last error
 
 
 class Supervisor:
@@ -373,6 +399,8 @@ class Supervisor:
         self.devices: dict[str, Supervised] = {}
         # called with a device's id each time it is (re)connected: boards restore their content
         self.on_connected: list[Callable[[str], None]] = []
+        # awaited with a device's id when what it reports changes (kioskd/alerts.py)
+        self.on_alerts: list[Callable[[str], Awaitable[None]]] = []
         self.terminals = Terminals(config, clock, self.changed)
 
     async def start(self) -> None:
@@ -406,12 +434,32 @@ class Supervisor:
         return [self.view(device_id) for device_id in self.config.devices]
 
     def now(self, device_id: str) -> DeviceNow | None:
-        """What this run knows of a device: None for a terminal or an unknown one."""
+        """What this run knows of a device (a terminal: whether its page reports);
+        None for an unknown one, or one not started yet."""
+        device = self.config.devices.get(device_id)
+        if device is None:
+            return None
+        if device.driver == "terminal":
+            if device_id not in self.terminals:
+                return None
+            state, since, problem, detail = self.terminals.state(device_id)
+            return DeviceNow(True, detail["last_seen"] is not None,
+                             since if state is State.OFFLINE else None, {}, problem)
         supervised = self.devices.get(device_id)
         if supervised is None:
             return None
-        status = supervised.status
-        return DeviceNow(status.state in USABLE, status.since, frozenset(supervised.alerts))
+        return DeviceNow(device.enabled, supervised.answered, supervised.silent_since,
+                         {kind: alert.message for kind, alert in supervised.alerts.items()},
+                         supervised.status.last_error)
+
+    async def alerts_changed(self, device_id: str) -> None:
+        """What a device reports changed: the listeners (the early warnings) act on it
+        before the device goes on; their failure is logged, never the device's."""
+        for listener in list(self.on_alerts):
+            try:
+                await listener(device_id)
+            except Exception as exc:
+                log.error("%s: its alerts could not be recorded: %s", device_id, exc)
 
     async def command(self, device_id: str, action: Callable[[Driver], T]) -> T:
         return await self.get(device_id).command(action)

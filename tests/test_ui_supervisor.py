@@ -1,8 +1,9 @@
 """The supervisor's page (/ui/supervisor) in a real browser against the demo hall: how
 many wait for each service, each window's load, opening and closing the temporary
-window (and a window that refuses to close), today's waits as a chart, and an alert
+window (and a window that refuses to close), today's waits as a chart, an alert
 raised live when the printer's paper runs low (printer_1 is the test's own emulated
-printer here, so the test can take its paper away)."""
+printer here, so the test can take its paper away), acknowledging an alert with one
+press, and a crowd's alert opening the temporary window it suggests."""
 
 from __future__ import annotations
 
@@ -16,9 +17,23 @@ from browser import (running_hall, DESKTOP, TV, DemoHall, axe_violations, chromi
 from drivers.escpos.codec import PrinterStatus
 
 
+# The kiosk page never runs in these halls: its terminal would warn after a minute.
+QUIET_TERMINAL = {r"^device_offline_s = 60": "device_offline_s = 0"}
+
+
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory) -> DemoHall:
-    yield from running_hall(tmp_path_factory, "supervisor-hall", own_printer=True)
+    yield from running_hall(tmp_path_factory, "supervisor-hall", own_printer=True,
+                            edits=QUIET_TERMINAL)
+
+
+@pytest.fixture(scope="module")
+def alerting(tmp_path_factory) -> DemoHall:
+    """The demo hall quick to warn: a pause of 2 s, more than one waiting per open
+    window, looked at every 0.2 s."""
+    yield from running_hall(tmp_path_factory, "supervisor-alerting", edits={
+        **QUIET_TERMINAL, r"^check_every_s = 5": "check_every_s = 0.2",
+        r"^pause_min = 15": "pause_min = 0.03", r"^waiting_per_window = 10": "waiting_per_window = 1"})
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +232,8 @@ def test_an_alert_raised_while_the_page_is_open_shows_and_clears(open_page, hall
         expect(item).to_be_visible(timeout=15_000)                  # live: the `alert` event
         expect(item).to_contain_text("打印纸将尽")
         expect(item).to_contain_text("设备 printer_1")
+        expect(item.locator(".alert-state")).to_have_text("未确认")
+        expect(item).to_contain_text("已持续 0 分钟")
         listed = hall.api("GET", "/alerts", expect=200)
         assert [(a["kind"], a["device"]) for a in listed] == [("paper_near_end", "printer_1")]
         expect(item).to_contain_text(listed[0]["message"])
@@ -232,6 +249,77 @@ def test_an_alert_raised_while_the_page_is_open_shows_and_clears(open_page, hall
         hall.api("POST", "/devices/printer_1/reconnect")
     expect(alerts).to_contain_text("没有未处理的告警", timeout=15_000)
     expect(page.locator("#tile-alerts")).to_have_text("0")
+
+
+def alert_item(page, kind: str):
+    return page.locator(f'#alerts li.alert-item[data-kind="{kind}"]')
+
+
+def test_an_alert_is_acknowledged_with_one_press_and_closes_when_its_condition_ends(
+        open_page, alerting):
+    page = supervisor(open_page, alerting)
+    alerting.api("POST", "/windows/6/pause", expect=200)
+    try:
+        item = alert_item(page, "paused")
+        expect(item).to_be_visible(timeout=10_000)          # 2 s paused, then the watch's look
+        expect(item).to_contain_text("暂停过长")
+        expect(item).to_contain_text("6号窗口：暂停已超过 0.03 分钟")
+        expect(item.locator(".alert-state")).to_have_text("未确认")
+        expect(page.locator("#tile-alerts")).to_have_class(re.compile(r"\bbad\b"))
+        page.locator(".alerts").scroll_into_view_if_needed()
+        shot(page, "supervisor-alert-paused")
+        clean(page)
+
+        item.get_by_role("button", name="确认告警：暂停过长").click()   # one press, no dialog
+        expect(page.locator("#confirm")).to_be_hidden()
+        expect(item.locator(".alert-state")).to_have_text("已确认")
+        expect(item).to_contain_text("supervisor 已于")
+        expect(item.get_by_role("button", name="确认告警：暂停过长")).to_have_count(0)
+        [listed] = [a for a in alerting.api("GET", "/alerts", expect=200) if a["kind"] == "paused"]
+        assert (listed["state"], listed["acked_by"]) == ("acknowledged", "supervisor")
+        expect(item).to_contain_text(f"supervisor 已于 {listed['acked_at'][11:16]} 确认")
+        expect(page.locator("#tile-alerts")).not_to_have_class(re.compile(r"\bbad\b"))
+        shot(page, "supervisor-alert-acknowledged")
+        clean(page)
+
+        other = supervisor(open_page, alerting)             # another supervisor's page, live
+        expect(alert_item(other, "paused").locator(".alert-state")).to_have_text("已确认")
+    finally:
+        alerting.api("POST", "/windows/6/resume", expect=200)
+    expect(item).to_have_count(0, timeout=10_000)            # resumed: closed by itself
+    closed = [a for a in alerting.api("GET", "/alerts?state=all", expect=200)
+              if a["id"] == listed["id"]]
+    assert closed[0]["closed_by"] == "system"
+
+
+def test_a_crowds_alert_opens_the_temporary_window_it_suggests(open_page, alerting):
+    page = supervisor(open_page, alerting)
+    assert alerting.api("GET", "/windows/T1", expect=200)["state"] == "closed"
+    for _ in range(3):                                      # 不动产: windows 3 and 4, 1.5 each
+        issue(alerting, "property")
+    item = alert_item(page, "load")
+    expect(item).to_be_visible(timeout=10_000)
+    expect(item).to_contain_text("不动产登记：每个开放窗口平均 1.5 人等候，建议开放 临时窗口（临时）")
+    expect(item.locator(".alert-suggest")).to_have_text("➜ 建议开放 临时窗口（临时）")
+    page.locator(".alerts").scroll_into_view_if_needed()
+    shot(page, "supervisor-alert-suggestion")
+    clean(page)
+    page.get_by_role("button", name="English").click()       # said again from its figures
+    expect(item).to_contain_text("Real estate registration: 1.5 waiting per open window")
+    expect(item.locator(".alert-suggest")).to_have_text("➜ Suggested: open 临时窗口 (temporary)")
+    shot(page, "supervisor-alert-suggestion-english")
+    clean(page)
+    page.get_by_role("button", name="中文").click()
+
+    item.get_by_role("button", name="开放临时窗口").click()
+    dialog = page.locator("#confirm")
+    expect(dialog).to_contain_text("开启临时窗口？")            # the page's own confirmation
+    dialog.get_by_role("button", name="确定开启").click()
+    alerting.until(lambda: alerting.api("GET", "/windows/T1")["state"] == "open", "T1 opened")
+    expect(row(page, "T1").locator(".badge")).to_have_text("开放")
+    expect(item).to_have_count(0, timeout=10_000)            # 3 for 3 windows: over
+    assert [a for a in alerting.api("GET", "/alerts", expect=200) if a["kind"] == "load"] == []
+    clean(page)
 
 
 # ------------------------------------------------------------------ English

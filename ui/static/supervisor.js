@@ -1,5 +1,6 @@
 // supervisor.js — the hall supervisor's page: who waits for what, how each window is
-// doing, today's waiting time hour by hour (an SVG drawn here), the open alerts, and
+// doing, today's waiting time hour by hour (an SVG drawn here), the open alerts (each
+// acknowledged with one press; a crowd's alert opens the window it suggests), and
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
@@ -49,10 +50,17 @@ words({
     "chart.bar": "{h}时 {what}：{n} 分钟（取号 {issued}，叫号 {called}）",
     "chart.summary": "{hours} 个小时有数据；最长一次等候 {max} 分钟，在 {h}时。",
     "chart.summary.none": "{hours} 个小时有取号，还没有人被叫号。",
-    "alerts.none": "✓ 没有未处理的告警", "alert.raised": "{time}（{ago}）",
-    "alert.kind.paper_near_end": "打印纸将尽", "alert.where.device": "设备 {id}",
-    "alert.where.window": "窗口 {id}", "alert.where.service": "事项 {id}",
-    "ago.now": "刚刚", "ago.min": "{n} 分钟前", "ago.hour": "{n} 小时前",
+    "alerts.none": "✓ 没有未处理的告警", "alert.raised": "{time} 起，已持续 {long}",
+    "alert.kind.wait": "等候过长", "alert.kind.paused": "暂停过长", "alert.kind.load": "等候人数过多",
+    "alert.kind.serve": "办理超时", "alert.kind.bad_rating": "差评",
+    "alert.kind.paper_near_end": "打印纸将尽", "alert.kind.paper_out": "打印机缺纸",
+    "alert.kind.cover_open": "打印机盖打开", "alert.kind.offline": "设备离线",
+    "alert.where.device": "设备 {id}",
+    "alert.state.open": "未确认", "alert.state.acknowledged": "已确认",
+    "alert.acked": "{who} 已于 {time} 确认", "alert.ack": "确认", "alert.ack.label": "确认告警：{what}",
+    "alert.suggest": "建议开放 {name}", "alert.open_window": "开放{name}",
+    "alert.acked.toast": "已确认：{what}", "alert.ack.failed": "没能确认：{detail}",
+    "long.min": "{n} 分钟", "long.hour": "{h} 小时 {m} 分钟",
     "failed.read": "{what}取不到：{detail}", "read.queue": "排队情况", "read.stats": "今日统计",
     "read.alerts": "告警",
   },
@@ -89,10 +97,22 @@ words({
     "chart.bar": "{h}:00 {what}: {n} min (issued {issued}, called {called})",
     "chart.summary": "{hours} hours with data; the longest wait was {max} min, at {h}:00.",
     "chart.summary.none": "{hours} hours with tickets; nobody has been called yet.",
-    "alerts.none": "✓ No open alerts", "alert.raised": "{time} ({ago})",
-    "alert.kind.paper_near_end": "Paper running low", "alert.where.device": "device {id}",
-    "alert.where.window": "window {id}", "alert.where.service": "service {id}",
-    "ago.now": "just now", "ago.min": "{n} min ago", "ago.hour": "{n} h ago",
+    "alerts.none": "✓ No open alerts", "alert.raised": "since {time}, for {long}",
+    "alert.kind.wait": "Long wait", "alert.kind.paused": "Long pause", "alert.kind.load": "Crowded",
+    "alert.kind.serve": "Slow service", "alert.kind.bad_rating": "Poor rating",
+    "alert.kind.paper_near_end": "Paper running low", "alert.kind.paper_out": "Paper out",
+    "alert.kind.cover_open": "Printer cover open", "alert.kind.offline": "Device offline",
+    "alert.where.device": "device {id}",
+    "alert.state.open": "new", "alert.state.acknowledged": "acknowledged",
+    "alert.acked": "acknowledged by {who} at {time}", "alert.ack": "Acknowledge", "alert.ack.label": "Acknowledge: {what}",
+    "alert.suggest": "Suggested: open {name}", "alert.open_window": "Open {name}",
+    "alert.acked.toast": "Acknowledged: {what}", "alert.ack.failed": "Could not acknowledge: {detail}",
+    "alert.en.wait": "{service}: {count} waiting over {limit} min; the longest, {number}, for {minutes} min",
+    "alert.en.paused": "{window}: paused over {limit} min ({minutes} min)",
+    "alert.en.load": "{service}: {per} waiting per open window", "alert.en.load.none": "{service}: {count} waiting, no window open",
+    "alert.en.serve": "{window}: {number} at the window for {minutes} min, over {limit} min",
+    "alert.en.offline": "{device}: offline for over {limit} s",
+    "long.min": "{n} min", "long.hour": "{h} h {m} min",
     "failed.read": "Could not read {what}: {detail}", "read.queue": "the queue", "read.stats": "today's statistics",
     "read.alerts": "the alerts",
   },
@@ -112,13 +132,6 @@ const word = (key, fallback) => { const text = t(key); return text === key ? fal
 const serviceName = (id, name) => (lang === "en" && namesEn.get(id)) || name || id;
 const fmtMin = (n) => (n === null || n === undefined ? "—" : String(Math.round(n * 10) / 10));
 
-
-function ago(iso) {
-  const seconds = Math.max(0, (now() - Date.parse(iso)) / 1000);
-  if (seconds < 60) return t("ago.now");
-  if (seconds < 3600) return t("ago.min", { n: Math.floor(seconds / 60) });
-  return t("ago.hour", { n: Math.floor(seconds / 3600) });
-}
 
 function minutesSince(iso) {
   return iso ? Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000)) : 0;
@@ -146,6 +159,7 @@ async function loadQueue() {
   renderServices();
   renderWindows();
   renderTiles();
+  renderAlerts();              // a suggested window to open: only while it is closed
 }
 
 async function loadStats() {
@@ -223,7 +237,7 @@ function renderTiles() {
   }
   const tile = $("#tile-alerts");
   tile.textContent = alerts ? String(alerts.length) : "—";
-  tile.classList.toggle("bad", Boolean(alerts && alerts.length));
+  tile.classList.toggle("bad", Boolean(alerts && alerts.some((a) => (a.state || "open") === "open")));
 }
 
 // ---------------------------------------------------------------- services
@@ -421,6 +435,44 @@ function renderChart() {
 
 // ---------------------------------------------------------------- alerts
 
+function howLong(iso) {
+  const minutes = Math.max(0, Math.floor((now() - Date.parse(iso)) / 60000));
+  return minutes < 60 ? t("long.min", { n: minutes })
+    : t("long.hour", { h: Math.floor(minutes / 60), m: minutes % 60 });
+}
+
+const windowOf = (id) => ((queue && queue.windows) || []).find((w) => w.id === id) || null;
+const windowName = (id) => (windowOf(id) || {}).name || id;
+const serviceTitle = (id) => {
+  const service = ((queue && queue.services) || []).find((s) => s.id === id);
+  return serviceName(id, service ? service.name : id);
+};
+
+// The daemon writes its alerts in Chinese; in English the page says the same from
+// the alert's figures, where it knows the kind.
+function alertText(alert) {
+  const d = alert.detail || {};
+  if (lang !== "en") return alert.message || "";
+  switch (alert.kind) {
+    case "wait":
+      return t("alert.en.wait", { service: serviceTitle(alert.service), count: d.count, limit: d.wait_min,
+                                  number: d.longest, minutes: d.longest_min });
+    case "paused":
+      return t("alert.en.paused", { window: windowName(alert.window), limit: d.pause_min, minutes: d.minutes });
+    case "load":
+      return d.open_windows ? t("alert.en.load", { service: serviceTitle(alert.service), per: d.per_window })
+        : t("alert.en.load.none", { service: serviceTitle(alert.service), count: d.waiting });
+    case "serve":
+      return t("alert.en.serve", { window: windowName(alert.window), number: d.number, minutes: d.minutes,
+                                   limit: d.serve_min });
+    case "offline":
+      return t("alert.en.offline", { device: alert.device, limit: d.device_offline_s })
+        + (d.problem ? ` (${d.problem})` : "");
+    default:
+      return alert.device && d.reported ? `${alert.device}: ${d.reported}` : alert.message || "";
+  }
+}
+
 function renderAlerts() {
   const list = $("#alerts");
   if (alerts === null) { list.replaceChildren(el("li", { class: "alert-none unknown" }, "—")); return; }
@@ -428,28 +480,75 @@ function renderAlerts() {
     list.replaceChildren(el("li", { class: "alert-none" }, t("alerts.none")));
     return;
   }
-  list.replaceChildren(...alerts.map((alert) => {
-    const where = [["device", alert.device], ["window", alert.window], ["service", alert.service]]
-      .filter(([, id]) => id).map(([what, id]) => t(`alert.where.${what}`, { id }));
-    return el("li", { class: "alert-item", dataset: { kind: alert.kind, device: alert.device || "" } },
-      el("p", { class: "alert-kind" }, "⚠ " + word(`alert.kind.${alert.kind}`, alert.kind),
-         where.length ? el("span", { class: "alert-where" }, where.join(" · ")) : ""),
-      el("p", { class: "alert-message" }, alert.message || ""),
-      alert.raised_at ? el("p", { class: "alert-time" },
-        t("alert.raised", { time: alert.raised_at.slice(11, 16), ago: ago(alert.raised_at) })) : "");
-  }));
+  list.replaceChildren(...alerts.map(alertItem));
+}
+
+function alertItem(alert) {
+  const state = alert.state || "open";
+  const kind = word(`alert.kind.${alert.kind}`, alert.kind);
+  const where = [alert.device ? t("alert.where.device", { id: alert.device }) : null,
+                 alert.window ? windowName(alert.window) : null,
+                 alert.service ? serviceTitle(alert.service) : null].filter(Boolean);
+  const text = alertText(alert);
+  const actions = el("div", { class: "alert-actions" });
+  const suggested = alert.kind === "load" && alert.detail ? windowOf(alert.detail.suggest_window) : null;
+  if (suggested && suggested.state === "closed") {
+    actions.append(el("button", {
+      type: "button", class: "button small", dataset: { action: "open", window: suggested.id },
+      onclick: () => confirmAction(suggested, "open"),
+    }, t("alert.open_window", { name: suggested.name })));
+  }
+  if (state === "open") {
+    actions.append(el("button", {
+      type: "button", class: "button small secondary ack", "aria-label": t("alert.ack.label", { what: kind }),
+      onclick: (event) => acknowledgeAlert(alert, event.currentTarget),
+    }, t("alert.ack")));
+  }
+  return el("li", { class: `alert-item ${state}`, dataset: { kind: alert.kind, id: alert.id, state,
+                                                            device: alert.device || "" } },
+    el("p", { class: "alert-kind" }, "⚠ " + kind,
+       where.length ? el("span", { class: "alert-where" }, where.join(" · ")) : "",
+       el("span", { class: `alert-state ${state}` }, word(`alert.state.${state}`, state))),
+    el("p", { class: "alert-message" }, text),
+    suggested ? el("p", { class: "alert-suggest" }, "➜ " + t("alert.suggest", {
+      name: suggested.name + (suggested.temporary ? (lang === "en" ? " (temporary)" : "（临时）") : "") })) : "",
+    alert.raised_at ? el("p", { class: "alert-time" },
+      t("alert.raised", { time: alert.raised_at.slice(11, 16), long: howLong(alert.raised_at) })) : "",
+    alert.acked_by ? el("p", { class: "alert-acked" },
+      "✓ " + t("alert.acked", { who: alert.acked_by, time: (alert.acked_at || "").slice(11, 16) })) : "",
+    actions.children.length ? actions : "");
+}
+
+async function acknowledgeAlert(alert, button) {
+  button.disabled = true;
+  const what = word(`alert.kind.${alert.kind}`, alert.kind);
+  try {
+    const answer = await api("POST", `/alerts/${encodeURIComponent(alert.id)}/acknowledge`, { token: bearer });
+    alerts = (alerts || []).map((a) => (a.id === answer.id ? answer : a)).filter((a) => a.state !== "closed");
+    renderAlerts();
+    renderTiles();
+    toast(t("alert.acked.toast", { what }));
+  } catch (error) {
+    button.disabled = false;
+    if (error.status === 401 || error.status === 403) { askForToken(error); return; }
+    toast(t("alert.ack.failed", { detail: error.detail || String(error) }), "error", 5000);
+    alertsSoon();
+  }
 }
 
 // An `alert` event shows at once; GET /alerts then says what is open.
 function alertEvent(event) {
   const d = event.data || {};
-  const same = (a) => a.device === (d.device ?? null) && a.kind === d.kind;
   alerts = alerts || [];
-  if (d.state === "cleared") {
-    alerts = alerts.filter((a) => !same(a));
-  } else if (!alerts.some(same)) {
-    alerts = [{ id: event.id, kind: d.kind, device: d.device ?? null, window: d.window ?? null,
-                service: d.service ?? null, message: d.message || "", raised_at: event.at }, ...alerts];
+  if (d.state === "closed") {
+    alerts = alerts.filter((a) => a.id !== d.alert);
+  } else if (d.state === "acknowledged") {
+    alerts = alerts.map((a) => (a.id === d.alert
+      ? { ...a, state: "acknowledged", acked_by: d.acked_by, acked_at: event.at } : a));
+  } else if (!alerts.some((a) => a.id === d.alert)) {
+    alerts = [{ id: d.alert, kind: d.kind, state: "open", key: d.key, device: d.device ?? null,
+                window: d.window ?? null, service: d.service ?? null, ticket: d.ticket ?? null,
+                message: d.message || "", detail: d.detail || {}, raised_at: event.at }, ...alerts];
   }
   renderAlerts();
   renderTiles();
