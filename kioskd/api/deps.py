@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
-# When several of a caller's principals allow a route, the audit log names the first.
+# When several principals could have let a caller in, the audit log names the first:
+# the token's most powerful role, or, without a token, the least powerful open one.
 _ACTOR_ORDER = ("supervisor", "technician", "kiosk", "booking", "evaluator")
+_OPEN_ACTOR_ORDER = tuple(reversed(_ACTOR_ORDER))
 BEARER = "bearer"           # the OpenAPI security scheme's name
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
@@ -203,7 +205,7 @@ def actor(request: Request, terminal: str | None = None) -> Actor:
     path_window = request.path_params.get("w")
     if f"window:{path_window}" in candidates:
         return Actor("window", window=str(path_window), terminal=terminal, token=token)
-    for role in _ACTOR_ORDER:
+    for role in _ACTOR_ORDER if token else _OPEN_ACTOR_ORDER:
         if role in candidates:
             return Actor(role, terminal=terminal, token=token)
     windows = sorted(p for p in candidates if p.startswith("window:"))
