@@ -16,6 +16,7 @@ PAGES = {
     "display": "大厅显示屏 · the hall display",
     "diagnostics": "设备诊断 · diagnostics (technician)",
     "supervisor": "大厅管理 · supervision (supervisor)",
+    "rate": "服务评价 · the rating pad at a window (evaluator)",
 }
 # Nothing from outside the hall: scripts, styles, fonts, images and connections
 # come from this daemon; blob: carries the tickets' pictures and announcements'

@@ -8,7 +8,7 @@ import httpx
 
 from browser import chromium, demo_hall_daemon, open_page  # noqa: F401 (fixtures)
 
-PAGES = ["kiosk", "window", "display", "diagnostics", "supervisor"]
+PAGES = ["kiosk", "window", "display", "diagnostics", "supervisor", "rate"]
 
 
 def test_every_page_is_served_with_a_policy_that_keeps_it_inside_the_hall(demo_hall_daemon):
