@@ -18,8 +18,8 @@ The conditions `Watch` looks for, each with its key and kind:
   as more), with the closed window to open (a temporary one first);
 - `serve:<window>:<ticket>` (`serve`): a ticket called or served at a window for
   longer than its service's `serve_min`, counted from its call;
-- `device:<id>:<kind>`: each alert a device's poll reports (`paper_near_end`, and a
-  fault on a live link named after its problem: `paper_out`, `cover_open`), and
+- `device:<id>:<kind>`: each alert a device's poll reports (a printer's
+  `paper_near_end`, `paper_out`, `cover_open`, `printer_offline`), and
   `device:<id>:offline` for a device or terminal that has not answered for
   `[alerts] device_offline_s` (not one with `enabled = false`).
 
@@ -61,7 +61,7 @@ AFTER_CHECK_S = 1.0          # a burst of events costs one check, not one each
 
 # Device alert kinds in the hall's words; any other kind shows the driver's message.
 DEVICE_WORDS = {"paper_near_end": "打印纸将尽，请尽快换纸", "paper_out": "打印机缺纸",
-                "cover_open": "打印机盖打开"}
+                "cover_open": "打印机盖打开", "printer_offline": "打印机报告脱机，请查看面板"}
 
 
 # -- one alert's life ------------------------------------------------------------------

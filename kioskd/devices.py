@@ -13,7 +13,7 @@ A state change is published as `device.changed` through the store, so device
 events share the hall's one id sequence. It is logged once; a device that keeps
 failing is logged again only every `STILL_FAILING_LOG_S`, and "recovered after N
 attempts" when it comes back. What a device's polls report for a person to act on
-(its `Health.alerts`, and a fault on a live link such as paper out) is kept here
+(its `Health.alerts`: paper near end, paper out, cover open) is kept here
 and handed to the early warnings (`on_alerts`, kioskd/alerts.py), which raise and
 close the `alert`s: before the new state is published, so whoever sees the state
 sees its alert already.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -283,16 +282,12 @@ class Supervised:
                                       problem if state is not State.READY else None)
 
     async def update_alerts(self, health: Health) -> None:
-        """Keep what this poll reports for a person to act on: the driver's alerts, or,
-        when it names none, a fault on a live link (`offline` with a problem) as an
-        alert named after it (paper out → `paper_out`). The early warnings hear of it
-        when that changes, when the device answers for the first time in this run
-        (what it reported before a restart ends now if it no longer says so), and
-        when it answers again after a silence."""
+        """Keep what this poll reports for a person to act on (the driver's alerts:
+        paper near end, paper out, cover open). The early warnings hear of it when that
+        changes, when the device answers for the first time in this run (what it
+        reported before a restart ends now if it no longer says so), and when it
+        answers again after a silence."""
         reported = {alert.kind: alert for alert in health.alerts}
-        if not reported and health.state is State.OFFLINE and health.problem:
-            fault = fault_alert(health.problem)
-            reported[fault.kind] = fault
         news = (not self.answered or self.silent_since is not None
                 or reported.keys() != self.alerts.keys())
         self.alerts = reported
@@ -369,13 +364,6 @@ class Supervised:
             detail["emulator"] = self.emulator.detail()
         return DeviceStatus(status.id, status.driver, status.state, status.since, detail,
                             status.last_error)
-
-
-def fault_alert(problem: str) -> Alert:
-    """A fault a device reports on a live link as an alert: its kind is the problem
-    in a word (`paper out` → `paper_out`, `cover open` → `cover_open`)."""
-    kind = re.sub(r"[^a-z0-9]+", "_", problem.lower()).strip("_")[:40] or "fault"
-    return Alert(kind, problem)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ from .layout import test_page_job, ticket_job
 from .transport import Link, open_link
 
 PAPER_NEAR_END = Alert("paper_near_end", "paper is running low: load a new roll soon")
+PAPER_OUT = Alert("paper_out", "paper out: load a new roll")
+COVER_OPEN = Alert("cover_open", "the cover is open: close it")
+PRINTER_OFFLINE = Alert("printer_offline", "the printer reports itself offline: check its "
+                                           "panel for an error")
 
 
 class TicketPrinter:
@@ -88,11 +92,12 @@ def health(status: PrinterStatus) -> Health:
     detail = {"online": status.online, "cover": "open" if status.cover_open else "closed",
               "paper": status.paper}
     if status.cover_open:
-        return Health(State.OFFLINE, detail, "cover open")
+        return Health(State.OFFLINE, detail, "cover open", (COVER_OPEN,))
     if status.paper == "out":
-        return Health(State.OFFLINE, detail, "paper out")
+        return Health(State.OFFLINE, detail, "paper out", (PAPER_OUT,))
     if not status.online:
-        return Health(State.OFFLINE, detail, "the printer reports itself offline")
+        return Health(State.OFFLINE, detail, "the printer reports itself offline",
+                      (PRINTER_OFFLINE,))
     if status.paper == "near_end":
         return Health(State.DEGRADED, detail, "paper near end", (PAPER_NEAR_END,))
     return Health(State.READY, detail)

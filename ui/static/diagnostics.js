@@ -619,7 +619,7 @@ function logLine(event) {
     what = t("log.state", { state: stateWord(d.state) }) + (d.problem ? ` · ${d.problem}` : "");
     kind = d.state === "ready" ? "ok" : d.state === "degraded" ? "warn" : "bad";
   } else if (event.type === "alert") {
-    const cleared = d.state === "cleared";
+    const cleared = d.state === "closed";
     what = t(cleared ? "log.cleared" : "log.alert", { message: d.message || d.kind || "" });
     kind = cleared ? "ok" : "warn";
   } else {
@@ -685,7 +685,10 @@ function start() {
     },
     onEvent: (event) => {
       const d = event.data || {};
-      if (["device.changed", "alert", "announcement.dropped"].includes(event.type)) {
+      // the devices' log: a hall alert (a long wait, a paused window) has no device
+      const forDevices = event.type === "alert" ? Boolean(d.device) && d.state !== "acknowledged"
+        : ["device.changed", "announcement.dropped"].includes(event.type);
+      if (forDevices) {
         addToLog(event);
         refreshSoon(d.device || null);
       } else if (event.type.startsWith("ticket.") || event.type === "window.changed") {
