@@ -79,15 +79,14 @@ def _publish(tx: Tx, alert: AlertRecord, state: str, at: float) -> None:
     tx.emit("alert", at, data)
 
 
-def raise_alert(tx: Tx, at: float, day: str, *, key: str, kind: str, message: str,
+def raise_alert(tx: Tx, at: float, *, key: str, kind: str, message: str,
                 device: str | None = None, window: str | None = None,
                 service: str | None = None, ticket: str | None = None,
                 detail: dict[str, Any] | None = None,
                 open_now: dict[str, AlertRecord] | None = None) -> AlertRecord | None:
     """Raise the alert of `key` unless one is open already (then None). `open_now`,
     the open alerts by key when the caller has read them, saves a read. Run it inside
-    `Queue.run`: its event is audited there. (`day` is kept for callers; the event's
-    time says the day.)"""
+    `Queue.run`: its event is audited there."""
     if open_now is None:
         open_now = {a.key: a for a in tx.open_alert_records()}
     if key in open_now:
@@ -101,8 +100,7 @@ def raise_alert(tx: Tx, at: float, day: str, *, key: str, kind: str, message: st
     return alert
 
 
-def close_alert(tx: Tx, alert: AlertRecord, at: float, day: str,
-                actor: Actor = SYSTEM) -> None:
+def close_alert(tx: Tx, alert: AlertRecord, at: float, actor: Actor = SYSTEM) -> None:
     """Close an open alert: its condition ended (the system), or a person closed it."""
     if alert.closed_at is not None:
         return
@@ -112,7 +110,7 @@ def close_alert(tx: Tx, alert: AlertRecord, at: float, day: str,
     _publish(tx, alert, "closed", at)
 
 
-def acknowledge(tx: Tx, alert: AlertRecord, at: float, day: str, actor: Actor) -> bool:
+def acknowledge(tx: Tx, alert: AlertRecord, at: float, actor: Actor) -> bool:
     """A person has seen it and is acting; False when it was already acknowledged or closed."""
     if alert.closed_at is not None or alert.acked_at is not None:
         return False
@@ -128,7 +126,7 @@ def watched(key: str) -> bool:
     return key.partition(":")[0] in WATCHED
 
 
-def acknowledge_alert(tx: Tx, at: float, day: str, alert_id: int, actor: Actor,
+def acknowledge_alert(tx: Tx, at: float, alert_id: int, actor: Actor,
                       clock_text: Callable[[float], str]) -> AlertRecord:
     """The acknowledgement a person gives: recorded with who and when. An alert with no
     condition to end it (a bad rating) is closed by it as well: it has been dealt with.
@@ -142,9 +140,9 @@ def acknowledge_alert(tx: Tx, at: float, day: str, alert_id: int, actor: Actor,
     if alert.acked_at is not None:
         raise Conflict(f"alert {alert_id} was already acknowledged by {alert.acked_by} at "
                        f"{clock_text(alert.acked_at)}")
-    acknowledge(tx, alert, at, day, actor)
+    acknowledge(tx, alert, at, actor)
     if not watched(alert.key):
-        close_alert(tx, alert, at, day, actor)
+        close_alert(tx, alert, at, actor)
     return alert
 
 
@@ -334,7 +332,7 @@ class Changes:
     closed: list[AlertRecord] = field(default_factory=list)
 
 
-def reconcile(tx: Tx, at: float, day: str, seen: Iterable[Condition],
+def reconcile(tx: Tx, at: float, seen: Iterable[Condition],
               unheard: Collection[str] = ()) -> Changes:
     """Make the open alerts match the conditions `seen`: raise each new one once, close
     (as the system) each watched alert whose condition is no longer seen, except those
@@ -347,11 +345,11 @@ def reconcile(tx: Tx, at: float, day: str, seen: Iterable[Condition],
             continue
         if alert.device is not None and alert.device in unheard:
             continue
-        close_alert(tx, alert, at, day)
+        close_alert(tx, alert, at)
         del open_now[alert.key]
         changes.closed.append(alert)
     for c in wanted.values():
-        raised = raise_alert(tx, at, day, key=c.key, kind=c.kind, message=c.message,
+        raised = raise_alert(tx, at, key=c.key, kind=c.kind, message=c.message,
                              device=c.device, window=c.window, service=c.service,
                              ticket=c.ticket, detail=c.detail, open_now=open_now)
         if raised is not None:
@@ -406,7 +404,7 @@ class Watch:
         began = time.perf_counter()
         seen = self.conditions.hall(tx, now)
         found, unheard = self.conditions.devices(self.devices.now, now)
-        changes = reconcile(tx, now, self.queue.day_of(now), [*seen, *found], unheard)
+        changes = reconcile(tx, now, [*seen, *found], unheard)
         self.last_check_s = time.perf_counter() - began
         return changes
 

@@ -141,7 +141,11 @@ def create_app(config: Config, store: Store | None = None,
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
         status = next((STATUS_OF[k] for k in type(exc).__mro__ if k in STATUS_OF), 409)
-        return _problem(str(exc), status)
+        body = {"detail": _readable(str(exc))}
+        if exc.reason is not None:
+            body["reason"] = exc.reason
+        body.update(exc.answer)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(StoreClosed)
     @app.exception_handler(StoreUnavailable)

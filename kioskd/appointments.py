@@ -72,10 +72,8 @@ class Refused(QueueError):
     too_early), `message` and `message_en` say it in plain words."""
 
     def __init__(self, reason: str, message: str, message_en: str):
-        super().__init__(f"{message} / {message_en}")
-        self.reason = reason
-        self.message = message
-        self.message_en = message_en
+        super().__init__(f"{message} / {message_en}", reason, message=message,
+                         message_en=message_en)
 
 
 class UnknownCode(Refused, NotFound):

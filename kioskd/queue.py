@@ -45,7 +45,14 @@ def ticket_id(now: float) -> str:
 
 
 class QueueError(Exception):
-    """An operation the hall's rules refuse; the message is for the person asking."""
+    """An operation the hall's rules refuse; the message is for the person asking.
+    `reason` names the rule for a program (a page says it in the citizen's language);
+    `answer` holds more fields the refusal's body carries (`message_en`, ...)."""
+
+    def __init__(self, message: str, reason: str | None = None, /, **answer: str):
+        super().__init__(message)
+        self.reason = reason
+        self.answer = answer
 
 
 class NotFound(QueueError):

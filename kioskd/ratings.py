@@ -49,8 +49,7 @@ class RatingRefused(Conflict):
     `other_window`, `rated`, `late`."""
 
     def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class Ratings:
             "level": level, "level_name": LEVEL[level].name})
         if level in BAD:
             alerts.raise_alert(
-                tx, now, self.queue.day_of(now), key=f"rating:{ticket.id}", kind="bad_rating",
+                tx, now, key=f"rating:{ticket.id}", kind="bad_rating",
                 window=window.id, service=ticket.service, ticket=ticket.id,
                 message=f"{window.name} {ticket.number}"
                         f"（{self.config.service_name(ticket.service)}）评价：{LEVEL[level].name}",

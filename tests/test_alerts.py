@@ -442,7 +442,7 @@ async def test_a_bad_rating_alert_is_left_alone_by_the_watch_and_closed_by_ackno
         tmp_path, clock):
     async with hall(alerting_hall(tmp_path), clock) as h:
         def bad(tx, now):
-            return raise_alert(tx, now, h.app.state.queue.day_of(now), key="rating:T1",
+            return raise_alert(tx, now, key="rating:T1",
                                kind="bad_rating", window="1", message="1号窗口 A001 评价：不满意")
         rating = await h.app.state.queue.run(bad, actor=Actor("evaluator"))
         clock.advance(hours=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -13,7 +11,7 @@ from ..alerts import Watch, acknowledge_alert
 from ..queue import Queue, day_bounds
 from ..records import AlertRecord
 from ..store import Tx
-from .deps import GuardedRoute, actor, roles
+from .deps import GuardedRoute, actor, read_day, roles
 from .models import Answer, Problem
 
 router = APIRouter(tags=["supervision"], route_class=GuardedRoute)
@@ -21,7 +19,6 @@ router = APIRouter(tags=["supervision"], route_class=GuardedRoute)
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
 STATES = ("open", "all")
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class AlertOut(Answer):
@@ -56,20 +53,6 @@ class AlertOut(Answer):
                    closed_at=queue.iso(a.closed_at), closed_by=a.closed_by)
 
 
-def _day(text: str | None, queue: Queue) -> date:
-    """The hall's day named `text` (YYYY-MM-DD), today when None; 422 otherwise."""
-    if text is None:
-        return date.fromisoformat(queue.day_of(queue.clock()))
-    try:
-        if ISO_DATE.fullmatch(text) and (day := date.fromisoformat(text)) < date.max:
-            return day                           # (the last date has no next midnight)
-    except ValueError:
-        pass
-    shown = text if len(text) <= 40 else text[:40] + "…"
-    raise HTTPException(422, f"date: '{shown}' is not a date kioskd can read; use YYYY-MM-DD, "
-                             "e.g. 2026-11-30")
-
-
 @router.get("/alerts", response_model=list[AlertOut], responses=ERRORS,
             dependencies=[roles("technician", "supervisor")],
             summary="The alerts open now, or all of a day's, newest first")
@@ -92,7 +75,7 @@ async def alerts(request: Request,
                                      "no date)")
         found = await queue.store.read(lambda tx: tx.open_alert_records())
     else:
-        start, end = day_bounds(_day(day, queue), queue.tz)
+        start, end = day_bounds(read_day(day, queue), queue.tz)
         found = await queue.store.read(lambda tx: tx.alerts_between(start, end))
     body = "[" + ",".join(AlertOut.of(a, queue).model_dump_json() for a in found) + "]"
     return Response(body, media_type="application/json")
@@ -120,5 +103,5 @@ async def acknowledge(request: Request, alert_id: str):
                                  "is for the hall supervisor")
 
     def op(tx: Tx, now: float) -> AlertRecord:
-        return acknowledge_alert(tx, now, queue.day_of(now), number, who, watch.clock_text)
+        return acknowledge_alert(tx, now, number, who, watch.clock_text)
     return AlertOut.of(await queue.run(op, actor=who), queue).answer()

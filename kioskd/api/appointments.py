@@ -10,10 +10,9 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field, StrictBool
 
-from ..appointments import (AppointmentView, Appointments, Booking, CheckIn, Refused,
-                            CODE_RULE)
+from ..appointments import AppointmentView, Appointments, Booking, CheckIn, CODE_RULE
 from ..privacy import mask_name, mask_phone, scrub_text
-from ..queue import Invalid, NotFound, Queue
+from ..queue import Invalid, Queue
 from .deps import GuardedRoute, actor, check_terminal, roles
 from .models import Answer, Problem, StrictBody, TicketOut
 
@@ -146,15 +145,7 @@ async def check_in(body: CheckInIn, request: Request):
     if body.terminal is not None:
         check_terminal(queue.config, body.terminal)
     who = actor(request, body.terminal)
-    try:
-        done: CheckIn = await _appointments(request).check_in(body.code, body.terminal, who)
-    except Refused as refused:
-        code = 404 if isinstance(refused, NotFound) else 422 if isinstance(refused, Invalid) \
-            else 409
-        return JSONResponse(Refusal(detail=str(refused), reason=refused.reason,
-                                    message=refused.message,
-                                    message_en=refused.message_en).model_dump(),
-                            status_code=code)
+    done: CheckIn = await _appointments(request).check_in(body.code, body.terminal, who)
     ticket = done.ticket
     if body.terminal is not None and body.print:
         ticket = await request.app.state.printing.print_issued(ticket, body.terminal, who)

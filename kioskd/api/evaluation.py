@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 
-from ..ratings import LEVEL, LEVELS, Rated, Ratings, RatingRefused
+from ..ratings import LEVEL, LEVELS, Rated, Ratings
 from ..records import Actor
 from .deps import GuardedRoute, actor, roles, window_role
 from .models import Answer, Problem, StrictBody
@@ -142,12 +141,7 @@ async def rate(w: str, body: RateRequest, request: Request):
     from 1 to 5. 不满意 and 非常不满意 raise a `bad_rating` alert. Not the window's
     clerk: they would be rating their own service."""
     who = _rater(request)
-    try:
-        rated = await _ratings(request).rate(w, body.ticket, body.level, body.source,
-                                             actor=who)
-    except RatingRefused as refused:
-        return JSONResponse({"detail": str(refused), "reason": refused.reason},
-                            status_code=status.HTTP_409_CONFLICT)
+    rated = await _ratings(request).rate(w, body.ticket, body.level, body.source, actor=who)
     return _rating_out(request, rated).answer(status.HTTP_201_CREATED)
 
 

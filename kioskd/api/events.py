@@ -27,10 +27,12 @@ async def events(request: Request,
                  last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0),
                  since: int | None = Query(None, ge=0, description="same as Last-Event-ID, "
                                            "for clients that cannot set headers")):
-    """Every queue change as it is committed: `ticket.issued`, `ticket.called`,
+    """Every change as it is committed: `ticket.issued`, `ticket.called`,
     `ticket.recalled`, `ticket.started`, `ticket.done`, `ticket.no_show`,
-    `ticket.transferred`, `ticket.cancelled`, `ticket.readmitted`,
-    `window.changed`, and later `device.changed` and `alert`. Ids increase. A
+    `ticket.transferred`, `ticket.cancelled`, `ticket.readmitted`, `ticket.printed`,
+    `ticket.rated`, `appointment.registered`, `appointment.cancelled`,
+    `appointment.checked_in`, `window.changed`, `device.changed`, `alert` (raised,
+    acknowledged, closed) and `announcement.dropped`. Ids increase. A
     client reconnecting with `Last-Event-ID` first receives everything it missed.
     Without it the stream starts with what happens next."""
     queue: Queue = request.app.state.queue

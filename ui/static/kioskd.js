@@ -169,6 +169,8 @@ export function follow({ onEvent, onLive = () => {}, onLost = () => {}, since = 
 export const EVENT_TYPES = [
   "ticket.issued", "ticket.called", "ticket.recalled", "ticket.started", "ticket.done",
   "ticket.no_show", "ticket.transferred", "ticket.cancelled", "ticket.readmitted",
+  "ticket.printed", "ticket.rated", "appointment.registered", "appointment.cancelled",
+  "appointment.checked_in",
   "window.changed", "device.changed", "alert", "announcement.dropped",
 ];
 
