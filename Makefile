@@ -19,7 +19,7 @@ bench:
 	.venv/bin/python benchmarks/printing.py
 	.venv/bin/python benchmarks/boards.py
 	.venv/bin/python benchmarks/voice.py
-	.venv/bin/python benchmarks/stats_day.py
+	.venv/bin/python benchmarks/stats_year.py
 
 check:
 	@scripts/bootstrap.sh run

@@ -109,6 +109,7 @@ class Tx(Protocol):
     def ticket_facts_of_day(self, day: str) -> list[tuple]: ...
     def event_values_between(self, types: Sequence[str], start: float, end: float,
                              keys: Sequence[str]) -> list[tuple]: ...
+    def rating_counts(self, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]: ...
     def window_state_before(self, window: str, at: float) -> str | None: ...
     def window_state_after(self, window: str, at: float) -> str | None: ...
     def first_event_at(self) -> float | None: ...
@@ -684,27 +685,31 @@ class SQLiteTx:
             (first_day, last_day)).fetchall())
 
     def ticket_facts_of_day(self, day: str) -> list[tuple]:
-        """What statistics need of each ticket of `day`, in issue order, as plain tuples
-        (id, service, status, issued_at, window, called_at, started_at, finished_at,
-        closed_by): a tenth of the cost of whole tickets for a day of thousands."""
+        """What statistics need of each ticket of `day`, in no particular order, as plain
+        tuples (id, service, status, issued_at, window, called_at, started_at, finished_at,
+        closed_by): a fraction of the cost of whole tickets for a day of thousands."""
         return self.conn.execute(
             "SELECT id, service, status, issued_at, window_id, called_at, started_at, "
-            "finished_at, closed_by FROM tickets WHERE day = ? ORDER BY seq", (day,)).fetchall()
+            "finished_at, closed_by FROM tickets WHERE day = ?", (day,)).fetchall()
 
     def event_values_between(self, types: Sequence[str], start: float, end: float,
                              keys: Sequence[str]) -> list[tuple]:
-        """(at, type, value of each key or None) of the events of these types written at
-        `start` <= at < `end`, in log order. Each event's JSON is parsed once by SQLite
-        for all keys (one json_extract of several paths answers a JSON array)."""
+        """(id, at, type, value of each key or None) of the events of these types written
+        at `start` <= at < `end`, in log order, as plain tuples: for reading thousands
+        (statistics), where an Event and its dict cost more than the query."""
         marks = ", ".join("?" for _ in types) or "NULL"
-        paths = ", ".join("?" for _ in keys)
-        rows = self.conn.execute(
-            f"SELECT at, type, json_extract(data, {paths}) FROM events INDEXED BY events_by_type "
+        values = "".join(", json_extract(data, ?)" for _ in keys)
+        return self.conn.execute(
+            f"SELECT id, at, type{values} FROM events INDEXED BY events_by_type "
             f"WHERE type IN ({marks}) AND at >= ? AND at < ? ORDER BY id",
             (*(f'$."{key}"' for key in keys), *types, start, end)).fetchall()
-        if len(keys) == 1:
-            return rows
-        return [(at, type, *json.loads(values)) for at, type, values in rows]
+
+    def rating_counts(self, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
+        """(window, service, level, how many) of the ratings of tickets whose day is
+        first_day … last_day."""
+        return self.conn.execute(
+            "SELECT window_id, service, level, count(*) FROM ratings WHERE day BETWEEN ? AND ? "
+            "GROUP BY window_id, service, level", (first_day, last_day)).fetchall()
 
     def window_state_before(self, window: str, at: float) -> str | None:
         """The state the window's last change before `at` left it in (None: no change)."""

@@ -19,7 +19,6 @@ router = APIRouter(tags=["supervision"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem},
           503: {"model": Problem}}
-_day = read_day      # the older name, still imported by api/alerts.py; use deps.read_day
 
 
 # -- shapes ------------------------------------------------------------------------------
