@@ -39,6 +39,7 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 from itertools import accumulate
 from operator import itemgetter
+from time import monotonic as time_now
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,7 +59,7 @@ BAD = frozenset({2, 1})        # 差评
 CALL_EVENTS = (("ticket.called", "ticket.no_show"), ("ticket", "service", "window"))
 TRANSFER_EVENTS = (("ticket.transferred",), ("ticket", "from_service", "from_window"))
 WINDOW_EVENTS = (("window.changed",), ("window", "state", "previous"))
-SUMMARY_PAUSE_S = 0.05         # between two days summarised in the background
+SUMMARY_REST = 2.0             # background summaries: rest twice as long as a day took
 
 
 # -- figures ------------------------------------------------------------------------------
@@ -688,7 +689,7 @@ async def keep_summaries(queue: Queue) -> None:
     """Summarise, in the background, every finished day of the hall's history that has
     no summary of the current version: at start-up (never delaying it), then after each
     midnight once its ratings are over. One day at a time, read off the loop, each kept
-    by a small transaction, with a pause between days for calls and issues."""
+    by a small transaction, resting between days for calls and issues."""
     while True:
         try:
             await summarise_missing_days(queue)
@@ -720,11 +721,15 @@ async def summarise_missing_days(queue: Queue) -> list[str]:
     for day in days:
         if versions.get(day.isoformat()) == SUMMARY_VERSION:
             continue
+        began = time_now()
         figures = await queue.store.read(partial(day_figures, config=queue.config, day=day,
                                                  now=now))
         await _keep(queue, [(day.isoformat(), figures.to_data())])
         done.append(day.isoformat())
-        await asyncio.sleep(SUMMARY_PAUSE_S)
+        # The worker thread holds the interpreter lock while it counts: calls and issues
+        # wait for it up to a switch interval (5 ms) at a time. Resting between days
+        # keeps that to a third of the time while a long history is being caught up.
+        await asyncio.sleep(max(0.05, (time_now() - began) * SUMMARY_REST))
     if done:
         log.info("stats: summarised %d past days (%s … %s)", len(done), done[-1], done[0])
     return done
