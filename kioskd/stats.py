@@ -624,7 +624,8 @@ def read_days(tx: Tx, config: Config, first: date, last: date, now: float) -> Re
     """Each day first … last: a kept summary of the current version for a finished
     day, else computed from the store (and returned for keeping when the day is
     over: past its midnight by `[evaluation] within_s`, when no rating can change
-    it). Days before the hall's history and days to come are empty."""
+    it). Days before the hall's first event and days to come are empty (a store
+    without events, filled by hand, is read day by day from its tickets)."""
     tz = ZoneInfo(config.hall.timezone)
     history_start = tx.first_event_at()
     kept = tx.day_summaries(first.isoformat(), last.isoformat())
@@ -633,7 +634,7 @@ def read_days(tx: Tx, config: Config, first: date, last: date, now: float) -> Re
         day = first + timedelta(days=n)
         text = day.isoformat()
         start, end = day_bounds(day, tz)
-        if history_start is None or end <= history_start or start > now:
+        if (history_start is not None and end <= history_start) or start > now:
             days.append(Figures(text, text))
             continue
         over = now >= end + config.evaluation.within_s

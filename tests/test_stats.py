@@ -26,9 +26,10 @@ import pytest
 
 from conftest import OPENING, Clock, running, small_hall
 from kioskd.config import Auth
+from kioskd.records import Status, Ticket
 from kioskd.stats import (DayFacts, Histogram, Minutes, day_bounds, minutes, nearest_rank,
                           summarise, tenths)
-from kioskd.store import StoreClosed
+from kioskd.store import SQLiteStore, StoreClosed
 
 API = "/api/v1"
 DAY = "2026-11-30"                  # conftest's OPENING: Monday 9:00 in Shanghai
@@ -356,6 +357,30 @@ async def test_the_csv_is_a_spreadsheet_excel_reads(hall):
     assert rows[4][12:18] == ["1.0", "40.0", "40.0", "8.0", "8.0", "8.0"]    # social's times
     bad = await hall.client.get(f"{API}/stats.csv", params={"by": "week"})
     assert bad.status_code == 422 and "by" in bad.json()["detail"]
+
+
+async def test_a_store_filled_by_hand_without_events_is_read_from_its_tickets(tmp_path, clock):
+    """Benchmarks and imports write ticket rows without an event log: their calls and
+    times come from the rows; windows have no time (nothing says when they opened)."""
+    config = small_hall(tmp_path / "var")
+    store = SQLiteStore(config.hall.data_dir / "kioskd.db")
+    await store.open()
+    issued = OPENING - 86_400                                  # yesterday 9:00
+    rows = [Ticket(id=f"t{n}", day="2026-11-29", number=f"A00{n}", service="property",
+                   priority=False, status=Status.DONE, issued_at=issued, queue_at=issued,
+                   window="4", called_at=issued + 60 * n, started_at=issued + 60 * n + 30,
+                   finished_at=issued + 60 * n + 330) for n in (1, 2)]
+    await store.transact(lambda tx: [tx.insert_ticket(t) for t in rows])
+    await store.close()
+    async with running(config, clock) as client:
+        r = await client.get(f"{API}/stats", params={"date": "2026-11-29"})
+    assert r.status_code == 200, r.text
+    day = r.json()
+    assert day["totals"] | {"ratings": None} == {
+        **ZEROS, "issued": 2, "called": 2, "served": 2, "ratings": None,
+        "wait_min": mins(1.0, 2.0, 2.0), "service_min": mins(5.0, 5.0, 5.0)}
+    window = by_id(day["windows"])["4"]
+    assert (window["called"], window["serving_min"], window["open_min"]) == (2, 0.0, 0.0)
 
 
 # -- exact percentiles over days ------------------------------------------------------------
