@@ -224,6 +224,11 @@ async def stats(request: Request, day: str | None = DAY_QUERY,
     queue: Queue = request.app.state.queue
     first_day, last_day = _days(queue, day, first, last)
     days = await figures_of_days(queue, first_day, last_day)
+    # a year's days merge in about 0.1 s: off the loop, with the answer's JSON
+    return await asyncio.to_thread(_answer, days, queue)
+
+
+def _answer(days: list[Figures], queue: Queue) -> Response:
     return StatsOut.of(merged(queue.config, days), queue).answer()
 
 
