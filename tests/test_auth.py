@@ -19,11 +19,13 @@ from kioskd.config import Auth
 API = "/api/v1"
 
 KIOSK, TECH, SUPER, W1, W3 = "k-tok", "t-tok", "s-tok", "w1", "w3"
+BOOKING, EVALUATOR = "b-tok", "e-tok"
 AUTH = Auth(kiosk=(KIOSK,), technician=(TECH,), supervisor=(SUPER, "s-tok-2"),
-            windows={"1": (W1,), "3": (W3,)})
+            windows={"1": (W1,), "3": (W3,)}, booking=(BOOKING,), evaluator=(EVALUATOR,))
 # Every window with a token: as a hall bound beyond loopback must be.
 STRICT = Auth(kiosk=(KIOSK,), technician=(TECH,), supervisor=(SUPER,),
-              windows={"1": (W1,), "2": ("w2",), "3": (W3,), "4": ("w4",), "9": ("w9",)})
+              windows={"1": (W1,), "2": ("w2",), "3": (W3,), "4": ("w4",), "9": ("w9",)},
+              booking=(BOOKING,), evaluator=(EVALUATOR,))
 
 
 @pytest.fixture
@@ -102,8 +104,34 @@ GUARDED = [
     ("POST", "/devices/kiosk_1/reload", None),
     ("GET", "/devices/voice/last-announcement.wav", None),
     ("GET", "/stats", None),
+    ("GET", "/stats.csv", None),
     ("GET", "/alerts", None),
+    ("POST", "/alerts/1/acknowledge", None),
+    ("GET", "/audit", None),
+    ("POST", "/appointments", {"service": "property", "slot": "2026-11-30T10:00",
+                               "code": "K7Q2"}),
+    ("GET", "/appointments", None),
+    ("GET", "/appointments/AID", None),
+    ("POST", "/appointments/AID/cancel", None),
+    ("POST", "/appointments/check-in", {"code": "K7Q2"}),
+    ("GET", "/windows/1/rating", None),
+    ("POST", "/windows/1/rating", {"ticket": "TID", "level": 5}),
+    ("GET", "/windows/1/rating/access", None),
 ]
+# Who may call the supervision routes: (method, path, body, allowed tokens).
+SUPERVISION = [
+    ("GET", "/stats", None, {SUPER}),
+    ("GET", "/stats.csv", None, {SUPER}),
+    ("GET", "/audit", None, {SUPER}),
+    ("GET", "/alerts", None, {TECH, SUPER}),
+    ("GET", "/appointments", None, {BOOKING, SUPER}),
+    ("POST", "/appointments", {"service": "property", "slot": "2026-11-30T10:00",
+                               "code": "K7Q2"}, {BOOKING, SUPER}),
+    ("POST", "/appointments/check-in", {"code": "NOPE"}, {KIOSK, SUPER}),
+    ("GET", "/windows/1/rating", None, {EVALUATOR, SUPER, W1}),
+    ("POST", "/windows/1/rating", {"ticket": "TID", "level": 5}, {EVALUATOR, SUPER}),
+]
+EVERY_TOKEN = (KIOSK, TECH, SUPER, W1, W3, BOOKING, EVALUATOR)
 PUBLIC = ["/services", "/windows", "/windows/1", "/queue", "/tickets/TID", "/hall", "/calls",
           "/windows/1/waiting", "/tickets/TID/qr.svg"]
 
@@ -170,6 +198,29 @@ async def test_wrong_role_is_403(client):
     await denied(client, "POST", "/windows/1/transfer", KIOSK, 403, {"service": "business"})
     for route in ("cancel", "reprint"):
         await denied(client, "POST", f"/tickets/{tid}/{route}", W1, 403)
+
+
+@pytest.mark.parametrize("method,path,body,allowed", SUPERVISION)
+async def test_supervision_routes_answer_only_their_roles(client, method, path, body, allowed):
+    """Every other token is 403 (and changes nothing); the allowed ones get past the
+    guard (their answer is whatever the route says: 200, 201, 404 for what the
+    body names)."""
+    for token in EVERY_TOKEN:
+        if token in allowed:
+            r = await call(client, method, path, token, body)
+            assert r.status_code not in (401, 403), (token, r.text)
+        else:
+            await denied(client, method, path, token, 403, body)
+
+
+async def test_a_clerk_never_rates_even_where_the_evaluator_role_is_open(tmp_path, clock):
+    """A loopback hall with clerk tokens but none for the pads: the pad (no token)
+    rates, the clerk's own token is refused — a clerk would grade their own work."""
+    config = small_hall(tmp_path / "var", Auth(windows={"1": (W1,)}))
+    async with running(config, clock) as c:
+        await denied(c, "POST", "/windows/1/rating", W1, 403, {"ticket": "TID", "level": 5})
+        r = await call(c, "POST", "/windows/1/rating", None, {"ticket": "TID", "level": 5})
+        assert r.status_code == 404, r.text          # past the guard: no such ticket
 
 
 async def test_devices_are_for_the_technician(client):
