@@ -22,10 +22,8 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
-# When several principals could have let a caller in, the audit log names the first:
-# the token's most powerful role, or, without a token, the least powerful open one.
+# When a token holds several roles that let it in, the audit log names the first.
 _ACTOR_ORDER = ("supervisor", "technician", "kiosk", "booking", "evaluator")
-_OPEN_ACTOR_ORDER = tuple(reversed(_ACTOR_ORDER))
 BEARER = "bearer"           # the OpenAPI security scheme's name
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
@@ -142,7 +140,7 @@ def any_window_or(*others: str) -> Callable:
     """A dependency admitting any window's clerk, and `others`."""
     def allowed_for(request: Request) -> tuple[str, ...]:
         config: Config = request.app.state.config
-        return (*(f"window:{w.id}" for w in config.windows), *others)
+        return (*others, *(f"window:{w.id}" for w in config.windows))
     return _guarding(allowed_for, " or ".join(("any window's clerk token", *others)))
 
 
@@ -178,7 +176,7 @@ class GuardedRoute(APIRoute):
             return handler
 
         async def guarded(request: Request):
-            allowed = set(allowed_for(request))
+            allowed = tuple(allowed_for(request))      # in the order the route names them
             request.state.principals = request.app.state.guard.check(request, allowed)
             request.state.allowed = allowed
             return await handler(request)
@@ -193,26 +191,41 @@ def check_terminal(config: Config, terminal: str) -> None:
         raise Invalid(f"unknown terminal '{terminal}'; known: {', '.join(known) or 'none'}")
 
 
+def acts_as(request: Request, principal: str) -> bool:
+    """Whether the caller of a guarded route holds `principal` (a role, `window:3`):
+    its token's, or, without a token, an open one."""
+    principals = getattr(request.state, "principals", None)
+    if principals:
+        return principal in principals
+    return principal in request.app.state.guard.open
+
+
 def actor(request: Request, terminal: str | None = None) -> Actor:
     """Who is asking, for the audit log: the principal of the caller's token that
     let it in (a window's clerk, a role), or, without a token on a loopback bind,
-    the open principal the route admitted. `terminal` names the kiosk it came through."""
+    the first open principal the route names (its own: `kiosk` for an issue, the
+    window's clerk at a window). `terminal` names the kiosk it came through."""
     principals = getattr(request.state, "principals", None) or set()
-    allowed = getattr(request.state, "allowed", None) or set()
+    allowed = getattr(request.state, "allowed", None) or ()
     token = bool(principals)
-    candidates = (principals & allowed if token else allowed & request.app.state.guard.open) \
-        or principals
+    if not token:
+        opened = [p for p in allowed if p in request.app.state.guard.open]
+        return _actor_of(opened[0] if opened else "public", terminal, token)
+    candidates = principals & set(allowed) or principals
     path_window = request.path_params.get("w")
     if f"window:{path_window}" in candidates:
-        return Actor("window", window=str(path_window), terminal=terminal, token=token)
-    for role in _ACTOR_ORDER if token else _OPEN_ACTOR_ORDER:
+        return _actor_of(f"window:{path_window}", terminal, token)
+    for role in _ACTOR_ORDER:
         if role in candidates:
-            return Actor(role, terminal=terminal, token=token)
-    windows = sorted(p for p in candidates if p.startswith("window:"))
-    if windows:
-        return Actor("window", window=windows[0][len("window:"):], terminal=terminal,
+            return _actor_of(role, terminal, token)
+    return _actor_of(sorted(candidates)[0], terminal, token)
+
+
+def _actor_of(principal: str, terminal: str | None, token: bool) -> Actor:
+    if principal.startswith("window:"):
+        return Actor("window", window=principal[len("window:"):], terminal=terminal,
                      token=token)
-    return Actor("public", terminal=terminal, token=token)
+    return Actor(principal, terminal=terminal, token=token)
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

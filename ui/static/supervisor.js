@@ -4,7 +4,7 @@
 // opening or closing windows. Everything follows the hall's events live.
 
 import {
-  $, inHall, api, askToken, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit, syncClock,
+  $, inHall, api, askToken, blobUrl, coalesce, el, explainToken, follow, lang, langButton, now, onTokenSubmit, syncClock,
   t, toast, token, translate, words,
 } from "./kioskd.js";
 
@@ -27,6 +27,10 @@ words({
     "tile.no_show": "未到", "tile.wait": "等候时间 中位 / 最长", "tile.alerts": "告警",
     "min": "{n} 分钟", "min.short": "{n} 分",
     "services.title": "各事项等候", "windows.title": "窗口负荷", "alerts.title": "未处理的告警",
+    "export.title": "统计报表（CSV，可用 Excel 打开）", "export.from": "从", "export.to": "到",
+    "export.by": "每行", "export.by_day": "每天一行", "export.by_range": "整段合计",
+    "export.download": "下载", "export.working": "正在生成…", "export.done": "已下载 {name}",
+    "export.failed": "未能生成报表：{detail}",
     "col.service": "事项", "col.waiting": "等候人数", "col.open": "开放窗口", "col.est": "预计等候", "col.note": "提示",
     "col.window": "窗口", "col.state": "状态", "col.current": "当前号码", "col.served": "今日办结",
     "col.no_show": "未到", "col.action": "操作",
@@ -75,6 +79,10 @@ words({
     "tile.no_show": "No-shows", "tile.wait": "Wait, median / longest", "tile.alerts": "Alerts",
     "min": "{n} min", "min.short": "{n} min",
     "services.title": "Waiting per service", "windows.title": "Windows", "alerts.title": "Open alerts",
+    "export.title": "Statistics (CSV, opens in Excel)", "export.from": "From", "export.to": "to",
+    "export.by": "Rows", "export.by_day": "one per day", "export.by_range": "the whole range",
+    "export.download": "Download", "export.working": "Preparing…", "export.done": "Downloaded {name}",
+    "export.failed": "Could not prepare the file: {detail}",
     "col.service": "Service", "col.waiting": "Waiting", "col.open": "Open windows", "col.est": "Est. wait", "col.note": "Note",
     "col.window": "Window", "col.state": "State", "col.current": "Current", "col.served": "Served",
     "col.no_show": "No-shows", "col.action": "Action",
@@ -557,6 +565,44 @@ function alertEvent(event) {
   alertsSoon();
 }
 
+// ---------------------------------------------------------------- the CSV export
+
+// The file comes through the API with the token (a plain link could not carry it),
+// then is handed to the browser as a download.
+async function exportCsv(event) {
+  event.preventDefault();
+  const from = $("#export-from").value;
+  const to = $("#export-to").value;
+  const by = $("#export-by").value;
+  const status = $("#export-status");
+  const button = $("#export-button");
+  const name = `kioskd-stats-${from}_${to}.csv`;
+  button.disabled = true;
+  status.textContent = t("export.working");
+  try {
+    const query = new URLSearchParams({ from, to, by });
+    const url = await guarded(() => blobUrl(`/stats.csv?${query}`, { token: bearer, timeoutMs: 60000 }));
+    if (url === undefined) { status.textContent = ""; return; }
+    const link = el("a", { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    status.textContent = t("export.done", { name });
+  } catch (error) {
+    status.textContent = t("export.failed", { detail: error.detail || String(error) });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// This month so far, in the hall's time.
+function exportDefaults() {
+  const today = inHall(now()).date;
+  if (!$("#export-to").value) $("#export-to").value = today;
+  if (!$("#export-from").value) $("#export-from").value = `${today.slice(0, 8)}01`;
+}
+
 // ---------------------------------------------------------------- language
 
 function renderLanguage() {
@@ -577,10 +623,15 @@ function start() {
   langButton($("#lang"), renderLanguage);
   $("#refresh").addEventListener("click", () => loadAll());
   $("#window-problem-dismiss").addEventListener("click", () => { $("#window-problem").hidden = true; });
+  $("#export-form").addEventListener("submit", exportCsv);
+  exportDefaults();
   onTokenSubmit(ROLE, (given) => { bearer = given; needToken = false; loadAll(); });
 
   syncClock().then((answer) => {
     hall = answer;
+    $("#export-to").value = "";        // the hall's own date, now that its clock is known
+    $("#export-from").value = "";
+    exportDefaults();
     $("#hall-name").textContent = hall.name || "";
     $("#hall-day").textContent = hall.day || "";
     renderChart();
