@@ -35,15 +35,21 @@ def record(tx: Tx, actor: Actor, action: str, at: float, day: str, *,
 
 def record_events(tx: Tx, actor: Actor, events: Iterable[Event],
                   day_of: Callable[[float], str]) -> None:
-    """An entry for each change an operation made, as its events describe it."""
+    """An entry for each change an operation made, as its events describe it. The
+    events' data is already what the public event stream may carry (no personal
+    data, by the same rule), so it is written as it is, without another scrub."""
+    day, day_at = None, None
     for event in events:
+        if event.at != day_at:                   # an operation's events share their time
+            day, day_at = day_of(event.at), event.at
         data = event.data
-        record(tx, actor, event.type, event.at, day_of(event.at),
-               ticket=data.get("ticket"), window=data.get("window") or data.get("from_window"),
-               appointment=data.get("appointment"),
-               alert=data.get("alert") if event.type == "alert" else None,
-               device=data.get("device"),
-               detail={k: v for k, v in data.items() if k not in _KEPT_APART})
+        tx.audit(AuditEntry(
+            at=event.at, day=day, action=event.type, actor=actor, ticket=data.get("ticket"),
+            window=data.get("window") or data.get("from_window"),
+            appointment=data.get("appointment"),
+            alert=data.get("alert") if event.type == "alert" else None,
+            device=data.get("device"),
+            detail={k: v for k, v in data.items() if k not in _KEPT_APART}))
 
 
 PURGE_BATCH = 5_000     # entries deleted per transaction: the loop stays free for calls
