@@ -120,7 +120,17 @@ def create_app(config: Config, store: Store | None = None,
     app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
 
-    # The routes a clerk and a kiosk press all day are matched first.
+    # Probes first (a watchdog asks them every few seconds and they must stay
+    # cheap), then the routes a clerk and a kiosk press all day.
+    @app.get("/livez", tags=["operations"], summary="The process answers (touches nothing)")
+    async def livez() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
+    async def healthz() -> dict:
+        await store.transact(lambda tx: None)     # the store answers, too
+        return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
+
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.terminal_router, devices_api.router, supervision.router,
                    alerts_api.router, audit_api.router, appointments_api.router,
@@ -171,15 +181,6 @@ def create_app(config: Config, store: Store | None = None,
         if isinstance(exc.detail, str):
             exc.detail = _readable(exc.detail)
         return await http_exception_handler(request, exc)
-
-    @app.get("/livez", tags=["operations"], summary="The process answers (touches nothing)")
-    async def livez() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
-    async def healthz() -> dict:
-        await store.transact(lambda tx: None)     # the store answers, too
-        return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
 
     return app
 
