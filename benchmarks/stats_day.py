@@ -1,9 +1,7 @@
-#!/usr/bin/env python3
-"""A hall's history for the statistics benchmarks, and a day's statistics timed on it.
+"""A hall's history for the statistics benchmark (stats_year.py, in make bench), and the
+timing of its requests.
 
-    .venv/bin/python benchmarks/stats_day.py [--days 365] [--tickets 3000000] [--rounds 40]
-
-`fill` writes `--days` days holding `--tickets` tickets between them (history.py's
+`filled` writes a number of days holding a number of tickets between them (history.py's
 hall: 5 services, 40 windows) into a store by direct inserts — rows, event log and
 ratings as the queue engine and the evaluation pad write them: every ticket issued,
 most called, started and done, some no-shows, cancellations, recalls and transfers
@@ -11,20 +9,13 @@ most called, started and done, some no-shows, cancellations, recalls and transfe
 morning, paused once and closed in the evening; a printer alert a day. The audit log
 is left out: statistics never read it. Days are made in a second process while this
 one inserts the day before (the machine has two cores).
-
-Run alone, this times GET /api/v1/stats for the last day (live, the hall's clock in
-its afternoon) and for a day in the middle of the year; stats_year.py (make bench)
-times a year's range too and call-next with and without the year.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +35,6 @@ import httpx  # noqa: E402
 from bench_stats import percentile  # noqa: E402
 from history import SERVICES, hall  # noqa: E402
 
-from kioskd.app import create_app  # noqa: E402
 from kioskd.config import Config  # noqa: E402
 from kioskd.store import connect, migrate  # noqa: E402
 
@@ -252,37 +242,3 @@ def report(timings: dict[str, list[float]], rounds: int) -> None:
         ordered = sorted(values)
         print(f"{label:<58} {percentile(ordered, 50) * 1e3:8.1f} "
               f"{percentile(ordered, 90) * 1e3:8.1f}")
-
-
-async def measure(config: Config, now: float, paths: dict[str, str], rounds: int
-                  ) -> dict[str, list[float]]:
-    app = create_app(config, clock=lambda: now)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hall.test") as client:
-            return await time_requests(client, paths, rounds)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--tickets", type=int, default=3_000_000)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--data", type=Path, help="keep the filled store in this folder and "
-                        "reuse it next time (same --days and --tickets)")
-    args = parser.parse_args()
-    last = date.today()
-    middle = last - timedelta(days=args.days // 2)
-    with tempfile.TemporaryDirectory(dir=REPO) as tmp:
-        folder = args.data or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        filled(folder, args.days, args.tickets, last)
-        paths = {f"GET /stats today ({last}, live)": "/api/v1/stats",
-                 f"GET /stats {middle}": f"/api/v1/stats?date={middle}"}
-        timings = asyncio.run(measure(hall(folder), afternoon(last), paths, args.rounds))
-    report(timings, args.rounds)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
