@@ -36,7 +36,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .aio import within
@@ -186,6 +185,8 @@ class Conditions:
         self.clock_text = clock_text
         self.services = {s.id: s for s in config.services}
         self.windows = {w.id: w for w in config.windows}
+        self.serving = {s.id: [w for w in config.windows if s.id in w.services]
+                        for s in config.services}
 
     def hall(self, tx: Tx, now: float) -> list[Condition]:
         records = {r.id: r for r in tx.windows()}
@@ -246,7 +247,7 @@ class Conditions:
             count = counts.get(service.id, 0)
             if not limit or not count:
                 continue
-            serving = [w for w in self.config.windows if service.id in w.services]
+            serving = self.serving[service.id]
             states = {w.id: records[w.id].state for w in serving if w.id in records}
             open_now = sum(1 for state in states.values() if state is WindowState.OPEN)
             if open_now and count / open_now <= limit:
@@ -369,13 +370,10 @@ class Watch:
         self.queue = queue
         self.bus = bus
         self.devices = devices
-        self.conditions = Conditions(config, self.clock_text)
+        self.conditions = Conditions(config, queue.clock_text)
         self._wanted = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.last_check_s = 0.0          # how long the last check's transaction took
-
-    def clock_text(self, at: float) -> str:
-        return datetime.fromtimestamp(at, self.queue.tz).strftime("%H:%M")
 
     async def start(self) -> None:
         self.bus.listen(self._heard)

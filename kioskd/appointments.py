@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError, TicketView, ticket_id
 from .records import Actor, Appointment, AppointmentStatus, SYSTEM
@@ -101,7 +100,6 @@ class Appointments:
     def __init__(self, queue: Queue):
         self.queue = queue
         self.config = queue.config
-        self.tz = ZoneInfo(queue.config.hall.timezone)
 
     @property
     def before_s(self) -> float:
@@ -128,9 +126,10 @@ class Appointments:
             raise Invalid(f"code: {CODE_RULE}")
         slot_at = self.slot_time(booking.slot)
         if slot_at + self.after_s < now:
+            when = self.queue.clock_text
             raise Invalid(
-                f"slot: {self._when(slot_at)} is past: check-in for it closed at "
-                f"{self._hhmm(slot_at + self.after_s)} ({self.config.appointments.check_in_after_min}"
+                f"slot: {when(slot_at, with_date=True)} is past: check-in for it closed at "
+                f"{when(slot_at + self.after_s)} ({self.config.appointments.check_in_after_min}"
                 " minutes after the slot)")
         day = self.queue.day_of(slot_at)
         if any(a.day == day for a in tx.appointments_by_code(code)):
@@ -157,7 +156,7 @@ class Appointments:
         except ValueError:
             raise Invalid(f"slot: '{text}' is not an ISO 8601 date and time ({example})") from None
         if at.tzinfo is None:
-            at = at.replace(tzinfo=self.tz)
+            at = at.replace(tzinfo=self.queue.tz)
         return at.timestamp()
 
     async def cancel(self, appointment_id: str, actor: Actor = SYSTEM) -> AppointmentView:
@@ -169,12 +168,12 @@ class Appointments:
         past day's stays as it ended (statistics count it as not come)."""
         appointment = self._appointment(tx, appointment_id)
         if appointment.status is AppointmentStatus.CANCELLED:
-            raise Conflict(f"the appointment was already cancelled at "
-                           f"{self._when(appointment.cancelled_at)}")
+            when = self.queue.clock_text(appointment.cancelled_at, with_date=True)
+            raise Conflict(f"the appointment was already cancelled at {when}")
         if appointment.status is AppointmentStatus.CHECKED_IN:
             number = self._number(tx, appointment)
-            raise Conflict(f"the appointment was checked in at "
-                           f"{self._when(appointment.checked_in_at)} with ticket {number}; "
+            when = self.queue.clock_text(appointment.checked_in_at, with_date=True)
+            raise Conflict(f"the appointment was checked in at {when} with ticket {number}; "
                            "cancel the ticket instead")
         if appointment.day < self.queue.day_of(now):
             raise Conflict(f"the appointment's day ({appointment.day}) is over")
@@ -208,21 +207,22 @@ class Appointments:
         appointment of another day, cancelled, already checked in, or too early (409)."""
         appointment = self._today_of(tx, now, typed)
         number = self._number(tx, appointment)
-        slot = self._hhmm(appointment.slot_at)
+        slot = self.queue.clock_text(appointment.slot_at)
         if appointment.status is AppointmentStatus.CANCELLED:
             raise CannotCheckIn("cancelled", "该预约已取消。如需办理，请重新预约或直接取号。",
                                 "This appointment was cancelled. Please book again, "
                                 "or take a number.")
         if appointment.status is AppointmentStatus.CHECKED_IN:
-            at = self._hhmm(appointment.checked_in_at)
+            at = self.queue.clock_text(appointment.checked_in_at)
             raise CannotCheckIn(
                 "already_checked_in", f"该预约已于 {at} 签到，号码是 {number}，请勿重复签到。",
                 f"This appointment was checked in at {at}: your number is {number}.")
         opens = appointment.slot_at - self.before_s
         if now < opens:
+            from_ = self.queue.clock_text(opens)
             raise CannotCheckIn(
-                "too_early", f"请于 {self._hhmm(opens)} 后签到（预约时间 {slot}）。",
-                f"Please check in from {self._hhmm(opens)} (your appointment is at {slot}).")
+                "too_early", f"请于 {from_} 后签到（预约时间 {slot}）。",
+                f"Please check in from {from_} (your appointment is at {slot}).")
         on_time = now <= appointment.slot_at + self.after_s
         ticket = self.queue.issue_in(
             tx, now, appointment.service, on_time, terminal, appointment=appointment.id,
@@ -289,13 +289,6 @@ class Appointments:
     def _view(self, tx: Tx, appointment: Appointment) -> AppointmentView:
         return AppointmentView(appointment, self._number(tx, appointment),
                                *self._window(appointment))
-
-    def _hhmm(self, at: float | None) -> str:
-        return datetime.fromtimestamp(at, self.tz).strftime("%H:%M") if at is not None else "?"
-
-    def _when(self, at: float | None) -> str:
-        return datetime.fromtimestamp(at, self.tz).strftime("%Y-%m-%d %H:%M") \
-            if at is not None else "?"
 
     def _event_data(self, view: AppointmentView, **extra: object) -> dict:
         """What the public event stream may carry: never the code, name or phone."""

@@ -9,7 +9,6 @@ device, or `failed` and why) is written to the ticket.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from drivers.base import TicketSlip
 
@@ -72,11 +71,10 @@ class Printing:
         ticket = view.ticket
         service = self.config.service(ticket.service)
         assert service is not None
-        issued = datetime.fromtimestamp(ticket.issued_at, self.queue.tz)
         return TicketSlip(
             hall=self.config.hall.name, service=service.name, number=ticket.number,
             priority=ticket.priority, waiting_ahead=view.waiting_ahead,
-            est_wait_min=view.est_wait_min, issued_at=issued.strftime("%Y-%m-%d %H:%M"),
+            est_wait_min=view.est_wait_min, issued_at=self.queue.clock_text(ticket.issued_at, with_date=True),
             windows=tuple(w.name for w in self.queue.windows_serving(ticket)
                           if not w.temporary or ticket.target_window == w.id),
             status_url=status_url(self.config, ticket.id),

@@ -127,6 +127,14 @@ class Queue:
         before the next one on a day the clocks change)."""
         return day_bounds(datetime.fromtimestamp(at, self.tz).date(), self.tz)[0]
 
+    def clock_text(self, at: float | None, with_date: bool = False) -> str:
+        """A time as a person in the hall reads it: `09:45`, or `2026-11-30 09:45`;
+        `?` for none."""
+        if at is None:
+            return "?"
+        return datetime.fromtimestamp(at, self.tz).strftime(
+            "%Y-%m-%d %H:%M" if with_date else "%H:%M")
+
     def iso(self, at: float | None) -> str | None:
         if at is None:
             return None
@@ -142,8 +150,7 @@ class Queue:
         return await self._run(op, *args, actor=actor)
 
     async def _run(self, op: Callable[..., T], *args: Any, actor: Actor = SYSTEM) -> T:
-        if self._rolled_over != self.day_of(self.clock()):
-            await self.roll_over()
+        await self.close_past_days()
         return await self.store.transact(partial(self._at_now, op, args, actor))
 
     def _at_now(self, op: Callable[..., T], args: tuple, actor: Actor, tx: Tx) -> T:
@@ -552,6 +559,12 @@ class Queue:
             lambda tx: tx.events_after(after_id, EVENT_REPLAY_LIMIT))
 
     # -- day rollover ----------------------------------------------------------------
+
+    async def close_past_days(self) -> None:
+        """Roll over unless today's roll-over has run: what reads a past day (the
+        statistics) sees it closed."""
+        if self._rolled_over != self.day_of(self.clock()):
+            await self.roll_over()
 
     async def roll_over(self) -> None:
         """Close what a past day left behind; runs before the first operation of a day."""

@@ -669,15 +669,11 @@ def merged(config: Config, days: list[Figures]) -> Figures:
 async def figures_of_days(queue: Queue, first: date, last: date) -> list[Figures]:
     """Each day's figures, first … last (at most MAX_DAYS), read off the loop; the
     summaries computed for finished days are kept, each by a small transaction."""
-    await queue.run(_nothing)       # a past day is closed (rolled over) before it is read
+    await queue.close_past_days()      # a past day is read as it was closed
     reading = await queue.store.read(partial(read_days, config=queue.config, first=first,
                                              last=last, now=queue.clock()))
     await _keep(queue, reading.to_keep)
     return reading.days
-
-
-def _nothing(tx: Tx, now: float) -> None:
-    return None
 
 
 async def _keep(queue: Queue, summaries: list[tuple[str, dict[str, Any]]]) -> None:
@@ -710,7 +706,7 @@ async def keep_summaries(queue: Queue) -> None:
 
 async def summarise_missing_days(queue: Queue) -> list[str]:
     """Summarise the finished days without a current summary, newest first; returns them."""
-    await queue.run(_nothing)
+    await queue.close_past_days()
     now = queue.clock()
     history_start = await queue.store.read(lambda tx: tx.first_event_at())
     if history_start is None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import Field
 
-from ..alerts import Watch, acknowledge_alert
+from ..alerts import acknowledge_alert
 from ..queue import Queue, day_bounds
 from ..records import AlertRecord
 from ..store import Tx
@@ -92,7 +92,6 @@ async def acknowledge(request: Request, alert_id: str):
     such alert; 409: it is closed, or was acknowledged already (the answer says by
     whom)."""
     queue: Queue = request.app.state.queue
-    watch: Watch = request.app.state.alerts
     number = int(alert_id) if alert_id.isascii() and alert_id.isdigit() else None
     found = await queue.store.read(lambda tx: tx.alert(number)) if number is not None else None
     if found is None:
@@ -103,5 +102,5 @@ async def acknowledge(request: Request, alert_id: str):
                                  "is for the hall supervisor")
 
     def op(tx: Tx, now: float) -> AlertRecord:
-        return acknowledge_alert(tx, now, number, who, watch.clock_text)
+        return acknowledge_alert(tx, now, number, who, queue.clock_text)
     return AlertOut.of(await queue.run(op, actor=who), queue).answer()
