@@ -184,11 +184,10 @@ class Appointments:
         tx.emit("appointment.cancelled", now, self._event_data(view))
         return view
 
-    async def of_day(self, day: date | None = None) -> list[AppointmentView]:
-        """The appointments of `day` (default today, in the hall), by slot."""
-        name = day.isoformat() if day else self.queue.day_of(self.queue.clock())
+    async def of_day(self, day: date) -> list[AppointmentView]:
+        """The appointments of the hall's `day`, by slot."""
         return await self.queue.store.read(
-            lambda tx: [self._view(tx, a) for a in tx.appointments_of_day(name)])
+            lambda tx: [self._view(tx, a) for a in tx.appointments_of_day(day.isoformat())])
 
     async def get(self, appointment_id: str) -> AppointmentView:
         return await self.queue.store.read(

@@ -39,7 +39,8 @@ LEVELS = (
     Level(1, "非常不满意", "Very dissatisfied"),
 )
 LEVEL = {level.level: level for level in LEVELS}
-BAD = frozenset({1, 2})            # these raise a bad_rating alert for the supervisor
+GOOD = frozenset({5, 4, 3})        # 好评 under the State Council's 好差评 rules
+BAD = frozenset({2, 1})            # 差评: these raise a bad_rating alert for the supervisor
 DONE_EVENTS_LOOKED_AT = 2_000      # the bus's latest completions read back, at most
 
 

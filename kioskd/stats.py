@@ -45,15 +45,13 @@ from zoneinfo import ZoneInfo
 
 from .config import Config
 from .queue import Queue, day_bounds
+from .ratings import BAD, GOOD, LEVELS
 from .store import StoreClosed, Tx
 
 log = logging.getLogger("kioskd.stats")
 
 SUMMARY_VERSION = 1            # what a kept day summary holds; another is computed again
 MAX_DAYS = 366                 # the longest range one request may ask for
-LEVELS = (5, 4, 3, 2, 1)       # 非常满意 满意 基本满意 不满意 非常不满意
-GOOD = frozenset({5, 4, 3})    # 好评 under the State Council's 好差评 rules
-BAD = frozenset({2, 1})        # 差评
 # What a day's figures read of its event log: each kind of event with the three keys
 # it needs, as (id, at, type, key 1, key 2, key 3)
 CALL_EVENTS = (("ticket.called", "ticket.no_show"), ("ticket", "service", "window"))
@@ -770,7 +768,7 @@ def _row(label: str, scope: str, id_: str, title: str, t: Tally) -> list[Any]:
     times = [*_cells(t.wait_min), *_cells(t.service_min)]
     window_time = ([minutes(t.open_s), minutes(t.serving_s), minutes(t.paused_s)]
                    if scope == "window" else ["", "", ""])
-    levels = [t.ratings[level - 1] for level in LEVELS]
+    levels = [t.ratings[level.level - 1] for level in LEVELS]
     satisfaction = "" if t.satisfaction is None else f"{t.satisfaction:.4f}"
     return [label, scope, id_, title, *counts.values(), *times, *window_time, t.rated,
             *levels, t.good, t.bad, satisfaction]

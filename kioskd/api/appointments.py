@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
@@ -12,15 +10,14 @@ from pydantic import BeforeValidator, Field, StrictBool
 
 from ..appointments import AppointmentView, Appointments, Booking, CheckIn, CODE_RULE
 from ..privacy import mask_name, mask_phone, scrub_text
-from ..queue import Invalid, Queue
-from .deps import GuardedRoute, actor, check_terminal, roles
+from ..queue import Queue
+from .deps import GuardedRoute, actor, check_terminal, read_day, roles
 from .models import Answer, Problem, StrictBody, TicketOut
 
 router = APIRouter(tags=["appointments"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
-ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 # -- personal data, masked as the body is read ------------------------------------------
@@ -176,16 +173,8 @@ async def of_day(request: Request,
                                            description="YYYY-MM-DD; default today in the hall",
                                            examples=["2026-11-30"])):
     """The day's appointments, by slot."""
-    day = None
-    if date_ is not None:
-        try:
-            day = date.fromisoformat(date_) if ISO_DATE.fullmatch(date_) else None
-        except ValueError:
-            pass
-        if day is None:
-            raise Invalid(f"date: '{date_}' is not a date (YYYY-MM-DD)")
     queue: Queue = request.app.state.queue
-    found = await _appointments(request).of_day(day)
+    found = await _appointments(request).of_day(read_day(date_, queue))
     answer = [AppointmentOut.of(v, queue).model_dump() for v in found]
     return JSONResponse(answer)
 

@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..queue import Queue
-from ..stats import (LEVELS, MAX_DAYS, Figures, Minutes, Tally, csv_text, figures_of_days,
-                     merged, minutes)
+from ..ratings import LEVELS
+from ..stats import (MAX_DAYS, Figures, Minutes, Tally, csv_text, figures_of_days, merged,
+                     minutes)
 from .deps import GuardedRoute, read_day, roles
 from .models import Answer, Problem
 
@@ -50,7 +51,7 @@ class RatingsOut(BaseModel):
 
     @classmethod
     def of(cls, t: Tally) -> RatingsOut:
-        return cls(by_level={str(level): t.ratings[level - 1] for level in LEVELS},
+        return cls(by_level={str(v.level): t.ratings[v.level - 1] for v in LEVELS},
                    rated=t.rated, good=t.good, bad=t.bad, satisfaction=t.satisfaction)
 
 
