@@ -20,6 +20,7 @@ bench:
 	.venv/bin/python benchmarks/boards.py
 	.venv/bin/python benchmarks/voice.py
 	.venv/bin/python benchmarks/stats_year.py
+	.venv/bin/python benchmarks/alerts_check.py
 
 check:
 	@scripts/bootstrap.sh run

@@ -11,7 +11,6 @@ and finds the same."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -509,11 +508,12 @@ async def test_every_change_of_an_alert_is_in_the_audit_log(tmp_path, clock):
                          ("system", "closed")]
 
 
-# -- the cost of a look ---------------------------------------------------------------------
+# -- a big hall -----------------------------------------------------------------------------
 
-async def test_a_check_of_a_big_hall_is_cheap(tmp_path, clock):
-    """150 windows, 10 services, 500 waiting tickets and a ticket at each window: one
-    check reads the waiting index, the windows and the tickets at windows."""
+async def test_a_big_hall_is_looked_at_whole(tmp_path, clock):
+    """150 windows, 10 services, 500 waiting tickets and a ticket at most windows: one
+    check sees the long waits, the crowding and the long services. (How long the
+    check takes is measured by benchmarks/alerts_check.py, in make bench.)"""
     base = alerting_hall(tmp_path, wait_min=30, waiting_per_window=1)
     services = tuple(Service(f"s{i}", f"事项{i}", chr(ord("A") + i), f"640100-{i:03d}-01",
                              thresholds=base.alerts.thresholds) for i in range(10))
@@ -528,15 +528,6 @@ async def test_a_check_of_a_big_hall_is_cheap(tmp_path, clock):
         for n in range(500):
             await queue.issue(f"s{n % 10}")
         clock.advance(minutes=45)
-        spent = []
-        for _ in range(7):
-            began = time.perf_counter()
-            await h.check()
-            spent.append((time.perf_counter() - began, h.watch.last_check_s))
+        await h.check()
         kinds = {a["kind"] for a in await h.alerts()}
         assert kinds == {"wait", "load", "serve"}
-        whole = statistics.median(s for s, _ in spent[1:])
-        inside = statistics.median(s for _, s in spent[1:])
-        print(f"\none check, 150 windows and 500 waiting: {whole * 1000:.1f} ms "
-              f"({inside * 1000:.1f} ms in the transaction on the loop)")
-        assert inside < 0.1, f"a check took {inside * 1000:.0f} ms on the loop"
