@@ -585,7 +585,6 @@ def test_the_day_played_is_the_mix_it_should_be(big_day):
     assert done_as["paused"] > 40 and done_as["open"] > 40 and done_as["closed"] > 30
     assert sum(1 for t in tickets if t.rating) > 3_000
     assert Counter(t.status for t in tickets)["serving"] == 2        # at 18:30
-    assert big_day.seconds < 60, "the day should play in well under a minute"
 
 
 async def test_a_day_of_10000_tickets_equals_the_recomputation_while_it_lasts(big_day, tmp_path):
