@@ -389,8 +389,11 @@ const KEYS = {
   KeyX: "noshow", KeyT: "transfer", KeyP: "pause",
 };
 
+// A field of a closed dialog is no typing: Chromium may leave the focus in the
+// transfer chooser's filter after Escape closes it, until its next focus fix-up, and
+// the clerk's next key must act.
 function typing(target) {
-  return target instanceof HTMLElement &&
+  return target instanceof HTMLElement && !target.closest("dialog:not([open])") &&
     (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
 }
 
