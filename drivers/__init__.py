@@ -15,6 +15,7 @@ from types import ModuleType
 FAMILIES = {
     "escpos": "drivers.escpos",
     "framed_text": "drivers.framed_text",
+    "keypad": "drivers.keypad",
     "modbus_digits": "drivers.modbus_digits",
     "voice": "drivers.voice",
 }

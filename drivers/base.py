@@ -108,6 +108,8 @@ class Options(Protocol):
     def path(self, key: str, default: str | None = None, *,
              required: bool = False) -> str | None:
         """A device path or URL: a relative path is taken against the file's folder."""
+    def keys(self) -> tuple[str, ...]:
+        """The table's keys as written, for a table whose keys are data (addresses, codes)."""
     def table(self, key: str) -> Options | None:
         """A sub-table (`[devices.ID.frame]`), read with the same getters; None when absent."""
     def finish_unread(self) -> None:

@@ -41,6 +41,19 @@ default only the text's (the encoded text, without header, checksum or
 trailer): a vendor counting "from address to checksum" writes
 `length_span = ["address", "checksum"]`.
 
+A keypad's key frame is described the same way (read with `keys=True`): its
+layout has a "key" field (`key_bytes` wide, 1 or 2) carrying the key's code
+instead of a command and a text, which it may still have:
+
+    [devices.keypads.frame]
+    layout = ["header", "address", "key", "checksum", "trailer"]
+    header = "AA"
+    key_bytes = 1
+    checksum = "xor8"
+    trailer = "55"
+
+A frame without a text field has a fixed size and needs nothing to end it.
+
 `FrameSpec.encode` builds a frame; `FrameDecoder` hunts a stream for headers
 and returns each `Frame` or `Rejected` (bad checksum, wrong trailer, garbage),
 resynchronising on the next header as a board does. Both know nothing about
@@ -56,9 +69,10 @@ from functools import reduce
 
 from .base import Options
 
-FIELDS = ("header", "address", "command", "line", "effect", "length", "text", "checksum",
-          "trailer")
-REQUIRED_FIELDS = ("header", "address", "command", "text")
+FIELDS = ("header", "address", "command", "key", "line", "effect", "length", "text",
+          "checksum", "trailer")
+REQUIRED_FIELDS = ("header", "address", "command", "text")     # what a board's frame needs
+KEY_FIELDS = ("header", "address", "key")                       # what a keypad's key frame needs
 ENCODINGS = ("gb18030", "gbk")
 BYTE_ORDERS = ("big", "little")
 EFFECTS = ("steady", "flash", "scroll")
@@ -103,7 +117,7 @@ class FrameSpec:
 
     layout: tuple[str, ...]
     header: bytes
-    command: bytes
+    command: bytes = b""            # a key frame may have none
     address_bytes: int = 1
     byte_order: str = "big"
     encoding: str = "gb18030"
@@ -117,6 +131,7 @@ class FrameSpec:
     trailer: bytes = b""
     effects: tuple[tuple[str, bytes], ...] = ()      # (name, value), steady first
     ack: bytes | None = None
+    key_bytes: int = 1
 
     def has(self, name: str) -> bool:
         return name in self.layout
@@ -131,6 +146,7 @@ class FrameSpec:
             "header": len(self.header),
             "address": self.address_bytes,
             "command": len(self.command),
+            "key": self.key_bytes,
             "line": self.line_bytes,
             "effect": len(self.effects[0][1]) if self.effects else 0,
             "length": self.length_bytes,
@@ -153,17 +169,26 @@ class FrameSpec:
     def _length_overhead(self) -> int:
         return sum(self.width(name) for name in self.span(self.length_span) if name != "text")
 
-    def encode(self, address: int, payload: bytes | str, *, command: bytes | None = None,
-               line: int | None = None, effect: str | None = None) -> bytes:
-        """One frame to `address`. `payload` is the text's bytes (a str is encoded
-        strictly with the frame's encoding); `line` is the line's index, top line
-        0 (default 0); `effect` an effect's name (default steady). Raises
-        ValueError for what the frame cannot carry."""
+    def encode(self, address: int, payload: bytes | str = b"", *, command: bytes | None = None,
+               line: int | None = None, effect: str | None = None,
+               key: bytes | None = None) -> bytes:
+        """One frame to (or, a key frame, from) `address`. `payload` is the text's
+        bytes (a str is encoded strictly with the frame's encoding); `line` is the
+        line's index, top line 0 (default 0); `effect` an effect's name (default
+        steady); `key` a key frame's key code. Raises ValueError for what the
+        frame cannot carry."""
         if isinstance(payload, str):
             payload = payload.encode(self.encoding)
+        if payload and not self.has("text"):
+            raise ValueError("this frame has no text field")
         command = self.command if command is None else command
         if len(command) != len(self.command):
             raise ValueError(f"a command here is {len(self.command)} bytes, not {len(command)}")
+        if self.has("key") != (key is not None):
+            raise ValueError("a key frame carries a key code" if key is None
+                             else "this frame has no key field")
+        if key is not None and len(key) != self.key_bytes:
+            raise ValueError(f"a key code here is {self.key_bytes} bytes, not {len(key)}")
         if line is not None and not self.has("line"):
             raise ValueError("this frame has no line field")
         if effect is not None and not self.has("effect"):
@@ -175,7 +200,7 @@ class FrameSpec:
             raise ValueError(f"the text contains the trailer {hex_bytes(self.trailer)}, "
                              f"which would end the frame early")
         values = {"header": self.header, "command": command, "text": payload,
-                  "trailer": self.trailer,
+                  "trailer": self.trailer, "key": key or b"",
                   "address": _int_bytes(address, self.address_bytes, self.byte_order, "address")}
         if self.has("line"):
             values["line"] = _int_bytes(self.line_base + (line or 0), self.line_bytes,
@@ -210,6 +235,8 @@ class FrameSpec:
                 parts.append(hex_bytes(self.header))
             elif name == "command":
                 parts.append(hex_bytes(self.command))
+            elif name == "key":
+                parts.append(f"key:{self.key_bytes}")
             elif name == "trailer":
                 parts.append(hex_bytes(self.trailer))
             elif name == "text":
@@ -229,25 +256,40 @@ def _int_bytes(value: int, size: int, order: str, what: str) -> bytes:
 
 # --- reading [devices.ID.frame] ----------------------------------------------
 
-def read_frame(options: Options) -> FrameSpec | None:
-    """Read the `[devices.ID.frame]` sub-table; None when it is missing or
-    too broken to describe a frame (every problem is reported)."""
-    table = options.table("frame")
+def read_frame(options: Options, name: str = "frame", *, keys: bool = False) -> FrameSpec | None:
+    """Read the `[devices.ID.<name>]` sub-table (a keypad's key frame with
+    `keys`); None when it is missing or too broken to describe a frame (every
+    problem is reported)."""
+    table = options.table(name)
     if table is None:
-        options.problem("frame", "missing table: describe the vendor's frame in a "
-                                 "[devices.ID.frame] table (layout, header, command, ...)")
+        what = "layout, header, key, ..." if keys else "layout, header, command, ..."
+        options.problem(name, f"missing table: describe the vendor's frame in a "
+                              f"[devices.ID.{name}] table ({what})")
         return None
-    reader = _FrameReader(table)
-    spec = reader.read()
+    spec = read_frame_table(table, keys=keys)
     table.finish_unread()
     return spec
 
 
-class _FrameReader:
-    """One frame table being read; `ok` turns False on a problem that leaves no frame."""
+def read_frame_table(table: Options, *, keys: bool = False) -> FrameSpec | None:
+    """`read_frame` on a table already in hand, leaving its unread keys alone (a
+    caller reading keys of its own in the same table finishes it)."""
+    return _FrameReader(table, keys).read()
 
-    def __init__(self, table: Options):
+
+def read_hex(table: Options, key: str, *, required: bool = False) -> bytes | None:
+    """A hex-bytes option ("AA 55"), reported against its table when it is not."""
+    reader = _FrameReader(table, False)
+    return reader.read_hex(key, required=required)
+
+
+class _FrameReader:
+    """One frame table being read; `ok` turns False on a problem that leaves no frame.
+    `keys`: a keypad's key frame (a "key" field, no command or text needed)."""
+
+    def __init__(self, table: Options, keys: bool):
         self.table = table
+        self.keys = keys
         self.ok = True
 
     def problem(self, key: str | None, message: str) -> None:
@@ -258,13 +300,18 @@ class _FrameReader:
         t = self.table
         layout = self.read_layout()
         header = self.read_hex("header", required=True)
-        command = self.read_hex("command", required=True)
+        known = layout is not None          # cross-checks need a layout that read well
+        has = (lambda name: name in layout) if known else (lambda name: False)
+        command = self.read_hex("command", required=not self.keys or has("command"))
+        if self.keys and known and command is not None and not has("command"):
+            self.problem("command", 'is set but the layout has no "command" field')
+        key_bytes = self.read_width("key_bytes", 1, (1, 2))
+        if known and not has("key") and key_bytes != 1:
+            self.problem("key_bytes", 'is set but the layout has no "key" field')
         address_bytes = self.read_width("address_bytes", 1, (1, 2, 4))
         byte_order = self.read_choice("byte_order", "big", BYTE_ORDERS)
         encoding = self.read_choice("encoding", "gb18030", ENCODINGS)
         ack = self.read_hex("ack")
-        known = layout is not None          # cross-checks need a layout that read well
-        has = (lambda name: name in layout) if known else (lambda name: False)
 
         line_bytes = self.read_width("line_bytes", 1, (1, 2))
         line_base = t.integer("line_base", 1, low=0, high=255)
@@ -274,8 +321,11 @@ class _FrameReader:
         length_bytes = self.read_width("length_bytes", 1, (1, 2))
         if known and not has("length") and length_bytes != 1:
             self.problem("length_bytes", 'is set but the layout has no "length" field')
-        length_span = self.read_span("length_span", layout, ("text", "text"), has("length"))
-        if has("length") and length_span is not None:
+        if has("length") and not has("text"):
+            self.problem("layout", 'a "length" field needs a "text" field to count')
+        length_span = self.read_span("length_span", layout, ("text", "text"),
+                                     has("length") and has("text"))
+        if has("length") and has("text") and length_span is not None:
             if "text" not in layout[layout.index(length_span[0]):layout.index(length_span[1]) + 1]:
                 self.problem("length_span", "must include the text: the length is what tells "
                                             "the board where the text ends")
@@ -311,14 +361,16 @@ class _FrameReader:
 
         effects = self.read_effects(has("effect") if known else None)
 
-        if known and not has("length") and (not has("trailer")
-                                             or layout.index("trailer") < layout.index("text")):
+        if known and has("text") and not has("length") and (
+                not has("trailer") or layout.index("trailer") < layout.index("text")):
             self.problem("layout", "nothing ends the text: put a \"length\" field before it, "
                                    "or a \"trailer\" after it")
-        if not self.ok or layout is None or header is None or command is None:
+        if not self.ok or layout is None or header is None or (command is None
+                                                                  and has("command")):
             return None
         return FrameSpec(
-            layout=layout, header=header, command=command, address_bytes=address_bytes,
+            layout=layout, header=header, command=command or b"", key_bytes=key_bytes,
+            address_bytes=address_bytes,
             byte_order=byte_order, encoding=encoding,
             checksum=checksum if has("checksum") else "none",
             checksum_span=checksum_span or ("address", "text"),
@@ -343,13 +395,17 @@ class _FrameReader:
             if layout.count(name) > 1:
                 self.problem("layout", f"'{name}' is listed {layout.count(name)} times")
                 problems += 1
-        missing = [name for name in REQUIRED_FIELDS if name not in layout]
+        if "key" in layout and not self.keys:
+            self.problem("layout", 'a board\'s frame has no "key" field (that is a keypad\'s)')
+            problems += 1
+        missing = [name for name in (KEY_FIELDS if self.keys else REQUIRED_FIELDS)
+                   if name not in layout]
         if missing:
             self.problem("layout", "must include " + ", ".join(f'"{name}"' for name in missing))
             problems += 1
         if problems:
             return None
-        if "length" in layout and layout.index("length") > layout.index("text"):
+        if "length" in layout and "text" in layout and layout.index("length") > layout.index("text"):
             self.problem("layout", "the length field must come before the text")
         return layout
 
@@ -473,6 +529,7 @@ class Frame:
     effect: str | None          # the effect's name
     payload: bytes
     raw: bytes = field(repr=False)
+    key: bytes | None = None    # a key frame's key code
     end: int = field(default=0, repr=False, compare=False)   # stream offset past its last byte
 
 
@@ -552,6 +609,8 @@ class FrameDecoder:
     def _parse(self) -> Frame | Rejected:
         """The frame at the start of the buffer (which starts with a header)."""
         spec, buffer = self.spec, self._buffer
+        if not spec.has("text"):
+            return self._check(0, 0)        # a fixed-size frame
         before_text = spec.layout[:spec.layout.index("text")]
         text_at = sum(spec.width(name) for name in before_text)
         if spec.has("length"):
@@ -624,8 +683,8 @@ class FrameDecoder:
                                 f"({spec.line_base})", raw)
             line = number - spec.line_base
         return Frame(address=int.from_bytes(values["address"], spec.byte_order),
-                     command=values["command"], line=line, effect=effect,
-                     payload=values["text"], raw=raw)
+                     command=values.get("command", b""), line=line, effect=effect,
+                     payload=values.get("text", b""), raw=raw, key=values.get("key"))
 
 
 def _partial_header(buffer: bytearray, header: bytes) -> int:

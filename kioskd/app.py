@@ -33,6 +33,7 @@ from .boards import Boards
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
+from .keypads import Keypads
 from .printing import Printing
 from .ratings import Ratings
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
@@ -61,6 +62,8 @@ def create_app(config: Config, store: Store | None = None,
     boards = Boards(config, queue, bus, devices, clock)
     voices = Voices(config, queue, bus, devices, clock)
     alerts = Watch(config, queue, bus, devices)
+    ratings = Ratings(queue, bus)
+    keypads = Keypads(config, queue, ratings, devices)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -72,6 +75,7 @@ def create_app(config: Config, store: Store | None = None,
         await boards.start()
         await voices.start()
         await alerts.start()
+        await keypads.start()
         midnight = asyncio.create_task(_roll_over_at_midnight(queue), name="midnight")
         # past days' statistics summarised in the background: at start, after each midnight
         summaries = asyncio.create_task(stats.keep_summaries(queue), name="day-summaries")
@@ -82,6 +86,7 @@ def create_app(config: Config, store: Store | None = None,
         finally:
             midnight.cancel()
             summaries.cancel()
+            await keypads.stop()
             await alerts.stop()
             await voices.stop()
             await boards.stop()
@@ -111,7 +116,8 @@ def create_app(config: Config, store: Store | None = None,
     app.state.config = config
     app.state.bus = bus
     app.state.queue = queue
-    app.state.ratings = Ratings(queue, bus)
+    app.state.ratings = ratings
+    app.state.keypads = keypads
     app.state.appointments = Appointments(queue)
     app.state.devices = devices
     app.state.boards = boards

@@ -57,11 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     board.add_argument("-c", "--config", default="devices.toml", type=Path)
     board.add_argument("devices", nargs="*", metavar="DEVICE", help="board device ids")
 
+    keypad = emulated.add_parser(
+        "keypad", help="the keypads of a devices.toml on a pseudo-terminal, pressed from stdin",
+        description="Emulate the keypads a keypad device of a devices.toml describes, on a "
+                    "pseudo-terminal linked at its `port` path, as a receiver or an RS-485 "
+                    "bus. Type one press a line: ADDRESS ACTION (3 call-next, 103 rate:5) or "
+                    "ADDRESS CODE (3 01, the key code in hex). What kioskd answers is printed "
+                    "(keypad 3 shows A012, keypad 3 beeps).")
+    keypad.add_argument("-c", "--config", default="devices.toml", type=Path)
+    keypad.add_argument("keypads", nargs="?", metavar="DEVICE",
+                        help="the keypad device (default: the file's only one)")
+
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.config)
     if args.command == "emulate" and args.device == "board":
         return _emulate_boards(args)
+    if args.command == "emulate" and args.device == "keypad":
+        return _emulate_keypads(args)
     if args.command == "emulate":
         return _emulate_printer(args)
     return _run(args)
@@ -174,6 +187,85 @@ def _emulate_boards(args: argparse.Namespace) -> int:
     for emulator in emulators.values():
         emulator.close()
     return 0
+
+
+KEYPAD_USAGE = "usage: ADDRESS ACTION or ADDRESS CODE, e.g. 3 call-next, 103 rate:5, 3 01"
+
+
+def _emulate_keypads(args: argparse.Namespace) -> int:
+    from drivers.keypad.emulator import EmulatedKeypads
+    from drivers.serialbus import emulation_problem
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    keypads = {d.id: d for d in config.devices.values()
+               if d.driver == "keypad" and d.settings.line is not None}
+    name = args.keypads if args.keypads or len(keypads) != 1 else next(iter(keypads))
+    device = keypads.get(name)
+    if device is None:
+        print(f"kioskd: name one of the keypad devices on a serial link in {args.config}: "
+              f"{', '.join(keypads) or 'none'}", file=sys.stderr)
+        return EXIT_CONFIG
+    port = device.settings.line.port
+    problem = emulation_problem(port)
+    if problem:
+        print(f"kioskd: {device.id}: port {port}: {problem} (in a copy of the file)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    out = threading.Lock()
+
+    def say(*words: object) -> None:
+        with out:
+            print(*words, flush=True)
+
+    emulator = EmulatedKeypads(device.id, device.settings,
+                               on_answer=lambda keypad, what: say(f"keypad {keypad.address} "
+                                                                  f"{what}"))
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"kioskd: {device.id}: cannot link a pty at {port}: {exc}", file=sys.stderr)
+        emulator.close()
+        return 1
+    addresses = ", ".join(f"{keypad.address} ({keypad.kind} of window {keypad.window})"
+                          for keypad in device.settings.keypads.values())
+    say(f"{device.id}: keypads at {port} -> {emulator.port.path}: {addresses}")
+    say(KEYPAD_USAGE)
+    stop = _stopped_by_signals()
+
+    def presses() -> None:
+        for line in sys.stdin:
+            words = line.split()
+            if not words:
+                continue
+            try:
+                address = int(words[0])
+                what = words[1]
+                if len(words) != 2:
+                    raise ValueError
+                key = what if _is_hex(what) else emulator.key_of(address, what)
+                emulator.press(address, key)
+            except (ValueError, IndexError):
+                say(KEYPAD_USAGE)
+                continue
+            except KeyError as exc:
+                say(exc.args[0])
+                continue
+            say(f"keypad {address} pressed {key}")
+        stop.set()
+
+    threading.Thread(target=presses, name="stdin", daemon=True).start()
+    stop.wait()
+    emulator.close()
+    return 0
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        return bool(bytes.fromhex(text))
+    except ValueError:
+        return False
 
 
 def _run(args: argparse.Namespace) -> int:

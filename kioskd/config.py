@@ -188,7 +188,8 @@ class Config:
 # ---------------------------------------------------------------------------
 
 TERMINAL_OFFLINE_AFTER_S = 15.0   # a terminal's page silent this long: the terminal is offline
-KNOWN_DRIVERS = frozenset({"escpos", "modbus_digits", "framed_text", "voice", "terminal"})
+KNOWN_DRIVERS = frozenset({"escpos", "modbus_digits", "framed_text", "voice", "keypad",
+                           "terminal"})
 BOARD_DRIVERS = frozenset({"modbus_digits", "framed_text"})   # what a window's `board` may name
 PRINTER_DRIVERS = frozenset({"escpos"})                        # what a terminal's printer may name
 VOICE_DRIVERS = frozenset({"voice"})                           # what a window's `voice` may name
@@ -364,6 +365,7 @@ class _Reader:
         categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
         windows = self.read_windows(data.get("windows", _MISSING), services, devices)
+        self.check_keypads(devices, windows, services)
         auth = self.read_auth(data.get("auth", _MISSING), windows)
         if self.problems or hall is None:
             return None
@@ -672,20 +674,53 @@ class _Reader:
         holders: dict[tuple[str, int], str] = {}
         for device in on_lines.values():
             settings = device.settings
-            key = settings.BUS_ADDRESS                  # "unit", "address"
-            where = (settings.line.port, getattr(settings, key))
+            key = settings.BUS_ADDRESS                  # "unit", "address"; None: the whole port
+            where = (settings.line.port, getattr(settings, key) if key else None)
+            if key is None or (settings.line.port, None) in holders:
+                other = holders.get((settings.line.port, None)) or next(
+                    (holder for (port, _), holder in holders.items()
+                     if port == settings.line.port), None)
+                if other is not None and devices[other].driver == device.driver:
+                    self.problem(_table_label("devices", device.id), "port",
+                                 f"{settings.line.port} is also {other}'s; a keypad bus is "
+                                 "one device's alone (put all its keypads in that device)")
+                if other is not None:
+                    continue
             if where in holders:
                 self.problem(_table_label("devices", device.id), key,
                              f"{where[1]} on {settings.line.port} is also "
                              f"{holders[where]}'s; every device on a cable needs its own")
             else:
                 holders[where] = device.id
-            longest = settings.longest_show_s
+            longest = getattr(settings, "longest_show_s", 0.0)
             if device.timeout < longest:
                 self.problem(_table_label("devices", device.id), "timeout",
                              f"{device.timeout:g} s is shorter than one write to this board "
                              f"may take ({longest:g} s: every try of every frame); raise "
                              f"timeout or lower retries or reply_timeout")
+
+    def check_keypads(self, devices: dict[str, Device], windows: dict[str, Window],
+                      services: dict[str, Service]) -> None:
+        """A keypad acts for a window the hall has, and transfers to services it has."""
+        for device in devices.values():
+            if device.driver != "keypad" or device.settings is None:
+                continue
+            label = _table_label("devices", device.id)
+            keyboard = device.settings.input is not None
+            for keypad in device.settings.keypads.values():
+                where, key = ((label, "window") if keyboard else
+                              (f"{label[:-1]}.{'keypads' if keypad.kind == 'caller' else 'raters'}]",
+                               str(keypad.address)))
+                if keypad.window not in windows:
+                    self.problem(where, key, f"unknown window '{keypad.window}'"
+                                             + _suggest(keypad.window, windows))
+            for keypad in device.settings.keypads.values():
+                keys = f"{label[:-1]}.{'rater_keys' if keypad.kind == 'rater' else 'keys'}]"
+                for code, action in keypad.keys.items():
+                    if action.service is not None and action.service not in services:
+                        self.problem(keys, code, f"transfer to unknown service "
+                                                 f"'{action.service}'"
+                                                 + _suggest(action.service, services))
 
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
                      allowed: frozenset[str], what: str) -> bool:
@@ -911,6 +946,10 @@ class _Table:
         """A device path or URL; a relative path is taken against the file's folder."""
         text = self.string(key, default, required=required)
         return None if text is None else resolve_port(text, self.reader.base_dir)
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys the table has, as written (a map whose keys are data: addresses, codes)."""
+        return tuple(self.data)
 
     def table(self, key: str) -> _Table | None:
         """A sub-table, read with the same getters; None when absent or not a table."""

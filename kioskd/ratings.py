@@ -47,7 +47,7 @@ DONE_EVENTS_LOOKED_AT = 2_000      # the bus's latest completions read back, at 
 class RatingRefused(Conflict):
     """A rating the rules refuse (409). `reason` names the rule for a program (the pad
     says it in the citizen's language): `not_done`, `no_show`, `cancelled`, `day_end`,
-    `other_window`, `rated`, `late`."""
+    `other_window`, `rated`, `late`; and for a keypad, which names no ticket, `none`."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message, reason)
@@ -94,17 +94,36 @@ class Ratings:
         return await self.queue.run(self._rate, window_id, ticket_id, level, source,
                                     actor=actor)
 
+    async def rate_latest(self, window_id: str, level: int, source: str,
+                          actor: Actor = SYSTEM) -> Rated:
+        """Rate the window's most recently completed ticket, as a rating keypad does:
+        it knows no ticket. Refused as `rate` refuses it (rated already, too late),
+        or with `none` when the window has completed nothing the bus remembers."""
+        return await self.queue.run(self._rate_latest, window_id, level, source, actor=actor)
+
     # -- the rules ----------------------------------------------------------------------
+
+    def _latest_done(self, window_id: str, since_at: float = 0.0) -> str | None:
+        """The ticket of the window's latest completion (not a no-show) on the bus."""
+        done = self.bus.recent(("ticket.done",), DONE_EVENTS_LOOKED_AT, since_at=since_at)
+        latest = next((e for e in done if e.data.get("window") == window_id
+                       and not e.data.get("reason")), None)
+        return latest.data.get("ticket", "") if latest else None
+
+    def _rate_latest(self, tx: Tx, now: float, window_id: str, level: int,
+                     source: str) -> Rated:
+        self._window(window_id)
+        ticket_id = self._latest_done(window_id)
+        if ticket_id is None:
+            raise RatingRefused("none", "本窗口还没有办结的业务，无法评价")
+        return self._rate(tx, now, window_id, ticket_id, level, source)
 
     def _pending(self, tx: Tx, now: float, window_id: str) -> Pending | None:
         self._window(window_id)
-        done = self.bus.recent(("ticket.done",), DONE_EVENTS_LOOKED_AT,
-                               since_at=now - self.within_s)
-        latest = next((e for e in done if e.data.get("window") == window_id
-                       and not e.data.get("reason")), None)
+        latest = self._latest_done(window_id, now - self.within_s)
         if latest is None:
             return None
-        ticket = tx.ticket(latest.data.get("ticket", ""))
+        ticket = tx.ticket(latest)
         if ticket is None or self._refusal(tx, ticket, window_id, now) is not None:
             return None                 # only the latest: once rated, the pad rests
         return Pending(ticket, self._remaining(ticket, now))

@@ -1,0 +1,157 @@
+"""Emulated keypads: the far end of a keypad bus on a pty, pressing keys and reading what kioskd answers.
+
+The keypads of one device hang off one pseudo-terminal linked at the device's
+`port`, as they hang off one RS-485 cable or one receiver. `press` sends the
+key frame a keypad at that address sends, built with the driver's own
+`FrameSpec`; `send` puts any bytes on the line (garbage, a truncated frame).
+What kioskd answers is decoded with the answer frame into a model a person
+would read off the keypads: "keypad 3 shows A012", "keypad 3 beeped twice".
+
+`kioskd emulate keypad` runs these keypads standalone for a technician, who
+types presses on its standard input.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..frames import Frame, FrameDecoder, Rejected, hex_bytes
+from ..ptyport import PtyPort
+from . import Settings
+
+
+@dataclass
+class KeypadModel:
+    """What one emulated keypad's display and buzzer did."""
+
+    address: int
+    shows: str = ""               # its display
+    beeps: int = 0
+    answers: list[str] = field(default_factory=list)    # every text shown, oldest first
+
+
+class EmulatedKeypads:
+    """The keypads of one keypad device, on one pty."""
+
+    def __init__(self, device_id: str, settings: Settings,
+                 on_answer: Callable[[KeypadModel, str], None] | None = None):
+        self.id = device_id
+        self.settings = settings
+        self.line = settings.line
+        self.port = PtyPort(self.line, self._receive, link=self.line.port,
+                            name=f"emulated keypads on {self.line.port}")
+        self.changed = threading.Condition()
+        self.keypads: dict[int, KeypadModel] = {}
+        self.rejected: list[Rejected] = []
+        self.acks = 0
+        self.sent = 0                                  # frames pressed
+        self.on_answer = on_answer                     # called with (keypad, "shows A012" | "beep")
+        answer = settings.answer
+        self._decoder = FrameDecoder(answer.frame) if answer else None
+
+    def start(self) -> None:
+        self.port.start()
+
+    def close(self) -> None:
+        self.port.close()
+
+    def pull(self) -> None:
+        """The receiver unplugged: the pty goes away."""
+        self.port.pull()
+
+    def plug(self) -> None:
+        self.port.plug()
+
+    # --- pressing
+
+    def frame(self, address: int, key: str) -> bytes:
+        """The key frame the keypad at `address` sends for `key` ("01")."""
+        return self.settings.frame.encode(address, key=bytes.fromhex(key))
+
+    def key_of(self, address: int, action: str) -> str:
+        """The code of the key that does `action` on the keypad at `address`."""
+        keypad = self.settings.keypads.get(address)
+        if keypad is None:
+            raise KeyError(f"no keypad at address {address}")
+        for key, mapped in keypad.keys.items():
+            if str(mapped) == action:
+                return key
+        raise KeyError(f"keypad {address} has no key for {action} "
+                       f"(its keys: {', '.join(map(str, keypad.keys.values()))})")
+
+    def press(self, address: int, key: str, *, times: int = 1) -> None:
+        """The keypad at `address` sends `key` ("01"), `times` frames in a row (a held key)."""
+        frame = self.frame(address, key)
+        self.send(frame * times)
+        with self.changed:
+            self.sent += times
+
+    def press_action(self, address: int, action: str, *, times: int = 1) -> None:
+        self.press(address, self.key_of(address, action), times=times)
+
+    def send(self, data: bytes) -> None:
+        """Any bytes onto the line, as they arrive at the daemon."""
+        self.port.send(data, after=time.monotonic())
+
+    # --- the model
+
+    def keypad(self, address: int) -> KeypadModel:
+        with self.changed:
+            return self.keypads.setdefault(address, KeypadModel(address))
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str = "") -> None:
+        with self.changed:
+            if not self.changed.wait_for(condition, timeout):
+                raise TimeoutError(f"emulated keypads on {self.line.port}: no "
+                                   f"{what or 'change'} after {timeout:g} s")
+
+    def detail(self) -> dict[str, Any]:
+        with self.changed:
+            return {"pty": self.port.path, "plugged": self.port.plugged, "pressed": self.sent,
+                    "acks": self.acks, "rejected": len(self.rejected),
+                    "keypads": {str(k.address): {"shows": k.shows, "beeps": k.beeps}
+                                for k in sorted(self.keypads.values(),
+                                                key=lambda k: k.address)}}
+
+    # --- the PtyPort's thread
+
+    def _receive(self, data: bytes, wire_end: float) -> None:
+        heard: list[tuple[KeypadModel, str]] = []
+        ack = self.settings.frame.ack
+        with self.changed:
+            if self._decoder is None:
+                items: list[Frame | Rejected] = [Rejected("not an answer", data)]
+            else:
+                items = self._decoder.feed(data)
+            for item in items:
+                if isinstance(item, Rejected):
+                    if ack and item.raw.replace(ack, b"") == b"":
+                        self.acks += item.raw.count(ack)
+                    else:
+                        self.rejected.append(item)
+                    continue
+                said = self._take(item)
+                if said is not None:
+                    heard.append(said)
+            self.changed.notify_all()
+        if self.on_answer is not None:
+            for keypad, what in heard:
+                self.on_answer(keypad, what)
+
+    def _take(self, frame: Frame) -> tuple[KeypadModel, str] | None:
+        answer = self.settings.answer
+        keypad = self.keypads.setdefault(frame.address, KeypadModel(frame.address))
+        if frame.command == answer.show:
+            keypad.shows = answer.frame.text(frame)
+            keypad.answers.append(keypad.shows)
+            return keypad, f"shows {keypad.shows}"
+        if answer.beep is not None and frame.command == answer.beep:
+            keypad.beeps += 1
+            return keypad, "beeps"
+        self.rejected.append(Rejected(f"unknown command {hex_bytes(frame.command)} to keypad "
+                                      f"{frame.address}", frame.raw))
+        return None

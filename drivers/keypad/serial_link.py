@@ -1,0 +1,184 @@
+"""Keypads on a serial link: key frames read from an RS-485 bus or a receiver's port, answers written back.
+
+The port is this device's alone (one bus, one reader). The reader thread reads
+whatever has arrived, at most `READ_S` at a time, and feeds the key frame's
+`FrameDecoder`, which resynchronises on the next header after garbage or a bad
+frame; a frame broken off for `QUIET_S` (a keypad losing power mid-frame, a
+receiver's truncated burst) is dropped, so it cannot swallow the next good one.
+A frame whose command (where the frame has one) is not the key frame's is not a
+key: our own answers echoed by a half-duplex adapter, another vendor's traffic.
+
+Answers (`answer`, `beep`) are written by the device's worker thread while the
+reader reads: a tty takes a write and a read at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import termios
+import threading
+import time
+from typing import Any
+
+import serial
+
+from ..base import DeviceUnavailable, Health
+from ..frames import Frame, FrameDecoder, hex_bytes
+from ..serialbus import open_serial
+from . import Settings
+from .reader import KeyReader
+
+log = logging.getLogger("kioskd.devices")
+
+READ_S = 0.05              # the longest one read waits: a stop or a quiet line is seen this soon
+QUIET_S = 0.1              # a frame broken off this long is dropped, as a keypad's receiver does
+TEST_TEXT = "测试"
+
+# what pyserial lets out on a port that went away
+LINK_ERRORS = (serial.SerialException, OSError, termios.error)
+
+
+class SerialKeypads(KeyReader):
+    """Every keypad on one serial port."""
+
+    def __init__(self, device_id: str, settings: Settings, timeout: float):
+        super().__init__(device_id, settings, timeout)
+        self.port: serial.Serial | None = None
+        self._write_lock = threading.Lock()
+
+    # --- Driver
+
+    def open(self) -> None:
+        if self.port is not None:
+            return
+        line = self.settings.line
+        port = open_serial(line.port, timeout=self.timeout, **line.serial_kwargs())
+        port.timeout = READ_S
+        self.port = port
+        decoder = FrameDecoder(self.settings.frame)
+        self.start_reading(lambda: self._read(port, decoder))
+
+    def identify(self) -> dict[str, Any]:
+        settings = self.settings
+        answer = settings.answer
+        return {
+            "port": settings.line.port, "baudrate": settings.line.baudrate,
+            "frame": settings.frame.describe(),
+            "answer": answer.frame.describe() if answer else None,
+            "beep": hex_bytes(answer.beep) if answer and answer.beep else None,
+            "debounce_s": settings.debounce_s,
+            "keypads": {str(k.address): k.window for k in settings.keypads.values()
+                        if k.kind == "caller"},
+            "raters": {str(k.address): k.window for k in settings.keypads.values()
+                       if k.kind == "rater"},
+        }
+
+    def poll(self) -> Health:
+        return self.health()
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        self.stop_reading(lambda: _close(port))
+
+    def self_test(self) -> dict[str, Any]:
+        """With answers: 测试 on every keypad's display, and a beep. Without: what the
+        bus heard, for a technician pressing a key and watching `last_key`."""
+        answer = self.settings.answer
+        if answer is None:
+            return {"answers": False, "listening": self.settings.line.port,
+                    "last_key": self.last, "counts": dict(self.counts),
+                    "hint": "these keypads take no answers: press a key and read last_key"}
+        addresses = sorted(self.settings.keypads)
+        for address in addresses:
+            self.answer(address, TEST_TEXT)
+            if answer.beep is not None:
+                self.beep(address)
+        return {"answers": True, "shown": TEST_TEXT, "beeped": answer.beep is not None,
+                "keypads": addresses}
+
+    # --- answers
+
+    def answer(self, address: int, text: str) -> dict[str, Any]:
+        """Show `text` on the keypad's display (what does not fit is left out)."""
+        answer = self.settings.answer
+        if answer is None:
+            return {"answered": False}
+        spec = answer.frame
+        payload = text.encode(spec.encoding, errors="replace")[:spec.max_text]
+        self._write(spec.encode(address, payload, command=answer.show))
+        self.counts["answers"] += 1
+        return {"answered": True, "shows": payload.decode(spec.encoding, errors="replace")}
+
+    def beep(self, address: int) -> dict[str, Any]:
+        """A short error beep, where the keypad has a buzzer."""
+        answer = self.settings.answer
+        if answer is None or answer.beep is None:
+            return {"beeped": False}
+        self._write(answer.frame.encode(address, b"", command=answer.beep))
+        self.counts["beeps"] += 1
+        return {"beeped": True}
+
+    # --- on the wire
+
+    def _write(self, data: bytes) -> None:
+        port = self.port
+        if port is None:
+            raise DeviceUnavailable("not connected")
+        try:
+            with self._write_lock:
+                port.write(data)
+                port.flush()
+        except serial.SerialTimeoutException:
+            raise DeviceUnavailable(f"{self.settings.line.port} did not take a frame within "
+                                    f"{self.timeout:g} s (a stuck adapter?)") from None
+        except LINK_ERRORS as error:
+            raise DeviceUnavailable(f"{self.settings.line.port} failed: {error} "
+                                    "(cable or receiver unplugged?)") from None
+
+    def _read(self, port: serial.Serial, decoder: FrameDecoder) -> None:
+        """The reader thread: until close, or until the port fails."""
+        last = time.monotonic()
+        while not self.stopping:
+            try:
+                data = port.read(port.in_waiting or 1)
+            except (*LINK_ERRORS, TypeError, AttributeError) as error:   # closed under it
+                self.broken(f"{self.settings.line.port} failed: {error} "
+                            "(cable or receiver unplugged?)")
+                return
+            now = time.monotonic()
+            if not data:
+                if now - last > QUIET_S:
+                    self._rejected(decoder.flush())
+                continue
+            last = now
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    self._frame(item, now)
+                else:
+                    self._rejected([item])
+
+    def _frame(self, frame: Frame, at: float) -> None:
+        spec = self.settings.frame
+        if spec.has("command") and frame.command != spec.command:
+            self.counts["not_keys"] += 1
+            return
+        self.counts["frames"] += 1
+        if spec.ack is not None:
+            try:
+                self._write(spec.ack)
+            except DeviceUnavailable as error:
+                self.broken(str(error))
+        self.key(frame.address, hex_bytes(frame.key), at)
+
+    def _rejected(self, items) -> None:
+        if items:
+            self.rejected(len(items), items[0].reason)
+
+
+def _close(port: serial.Serial | None) -> None:
+    if port is None:
+        return
+    try:
+        port.close()
+    except Exception:                # closing a port that went away
+        pass

@@ -1,0 +1,167 @@
+"""Window keypads acting on the queue: each press is its window's action, audited as the keypad's.
+
+A keypad (drivers/keypad) is a client of the queue like the clerk's console:
+it acts for its own window only, through the same queue operations, so what a
+key does is refused exactly as the API refuses it (a paused window does not
+call, a ticket is rated once, within its time). Every action is audited with
+`Actor("keypad", window=..., device=...)`.
+
+The drivers read keys on their own threads and hand each press to the loop;
+one task here takes them in the order they came. Where the keypads take
+answers, the keypad's display shows the number just called (or recalled) and
+its buzzer beeps when a key could do nothing: nothing waiting, a refusal. An
+answer is written on the device's worker and never waited for: a dead
+keypad bus never holds up the next press, a call or the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from drivers.keypad.reader import KeyPress
+
+from .config import Config
+from .devices import DeviceNotReady, Supervisor
+from .queue import Queue, QueueError
+from .ratings import Ratings
+from .records import Actor, WindowState
+
+log = logging.getLogger("kioskd.keypads")
+
+
+class Keypads:
+    """Every keypad device of the hall, acting on the queue."""
+
+    def __init__(self, config: Config, queue: Queue, ratings: Ratings, devices: Supervisor):
+        self.config = config
+        self.queue = queue
+        self.ratings = ratings
+        self.devices = devices
+        self.ids = {d.id for d in config.devices.values() if d.driver == "keypad" and d.enabled}
+        self._presses: asyncio.Queue[KeyPress] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._answers: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        if not self.ids:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._presses = asyncio.Queue()
+        self.devices.on_connected.append(self._connected)
+        for device_id in self.ids:           # connected already, before we listened
+            self._connected(device_id)
+        self._task = asyncio.create_task(self._run(), name="keypads")
+
+    async def stop(self) -> None:
+        if self._connected in self.devices.on_connected:
+            self.devices.on_connected.remove(self._connected)
+        tasks = [t for t in (self._task, *self._answers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _connected(self, device_id: str) -> None:
+        if device_id not in self.ids:
+            return
+        driver = self.devices.get(device_id).driver
+        if driver is not None:
+            driver.listen(self._heard)
+
+    def _heard(self, press: KeyPress) -> None:
+        """On a keypad's reader thread: into the loop, in order."""
+        try:
+            self._loop.call_soon_threadsafe(self._presses.put_nowait, press)
+        except RuntimeError:                 # the loop has closed: the daemon is stopping
+            pass
+
+    async def _run(self) -> None:
+        while True:
+            press = await self._presses.get()
+            try:
+                await self.act(press)
+            except Exception:                # the store failed, a bug: the next press goes on
+                log.exception("%s: %s at window %s failed", press.keypad, press.action,
+                              press.window)
+                self._answer(press, None)
+
+    async def act(self, press: KeyPress) -> dict[str, Any]:
+        """Do what the key says at its window; what came of it (kept in the device's
+        detail as `last_action`)."""
+        window, action = press.window, press.action
+        actor = Actor("keypad", window=window, device=press.device)
+        outcome: dict[str, Any] = {"keypad": press.address, "window": window,
+                                   "action": str(action)}
+        queue = self.queue
+        try:
+            match action.kind:
+                case "call-next":
+                    view = await queue.call_next(window, actor=actor)
+                    if view is None:
+                        outcome["result"] = "nothing waiting"
+                    else:
+                        outcome["number"] = view.ticket.number
+                case "recall":
+                    outcome["number"] = (await queue.recall(window, actor=actor)).ticket.number
+                case "start":
+                    outcome["number"] = (await queue.start(window, actor=actor)).ticket.number
+                case "complete":
+                    outcome["number"] = (await queue.complete(window, actor=actor)).ticket.number
+                case "no-show":
+                    outcome["number"] = (await queue.no_show(window, actor=actor)).ticket.number
+                case "pause":
+                    await queue.pause(window, actor=actor)
+                case "resume":
+                    await queue.resume(window, actor=actor)
+                case "pause-resume":
+                    paused = (await queue.window(window)).record.state is WindowState.PAUSED
+                    await (queue.resume if paused else queue.pause)(window, actor=actor)
+                    outcome["result"] = "resumed" if paused else "paused"
+                case "transfer":
+                    view = await queue.transfer(window, action.service, None, actor=actor)
+                    outcome["number"] = view.ticket.number
+                case "rate":
+                    rated = await self.ratings.rate_latest(window, action.level, "keypad",
+                                                           actor=actor)
+                    outcome["number"] = rated.ticket.number
+        except QueueError as refused:
+            outcome["refused"] = str(refused)
+            log.info("%s: %s at window %s refused: %s", press.keypad, action, window, refused)
+        self._keep(press, outcome)
+        shows = outcome.get("number") if action.kind in ("call-next", "recall") else None
+        if shows is not None:
+            self._answer(press, shows)
+        elif "refused" in outcome or outcome.get("result") == "nothing waiting":
+            self._answer(press, None)
+        return outcome
+
+    def _keep(self, press: KeyPress, outcome: dict[str, Any]) -> None:
+        try:
+            self.devices.get(press.device).status.detail["last_action"] = outcome
+        except LookupError:
+            pass
+
+    def _answer(self, press: KeyPress, text: str | None) -> None:
+        """Show `text` on the keypad's display, or beep (None), where it can."""
+        settings = self.config.devices[press.device].settings
+        if getattr(settings, "answer", None) is None or press.address is None:
+            return
+        address = press.address
+        try:
+            outcome = self.devices.get(press.device).begin(
+                (lambda driver: driver.beep(address)) if text is None
+                else (lambda driver: driver.answer(address, text)))
+        except DeviceNotReady:
+            return                           # the bus is down: its state says so already
+        task = asyncio.create_task(self._settle(outcome), name=f"answer {press.keypad}")
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    @staticmethod
+    async def _settle(outcome) -> None:
+        try:
+            await outcome
+        except DeviceNotReady:               # logged by the supervisor as the device's state
+            pass
