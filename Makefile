@@ -21,6 +21,7 @@ bench:
 	.venv/bin/python benchmarks/voice.py
 	.venv/bin/python benchmarks/stats_year.py
 	.venv/bin/python benchmarks/alerts_check.py
+	.venv/bin/python benchmarks/keypads.py
 
 check:
 	@scripts/bootstrap.sh run

@@ -6,6 +6,7 @@ devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 SERVICES = [
@@ -63,6 +64,20 @@ def devices_toml(port: int) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def one_service_hall(port: int, windows: int,
+                     per_window: Callable[[int], list[str]] = lambda n: []) -> list[str]:
+    """The lines of a hall with one service (不动产登记, A) and windows "1".."N"
+    serving it; `per_window(n)` adds lines to window n's table (its board)."""
+    lines = ["[hall]", 'name = "基准测试大厅"', 'data_dir = "var"', "",
+             "[server]", 'host = "127.0.0.1"', f"port = {port}", "",
+             "[[services]]", 'id = "property"', 'name = "不动产登记"', 'prefix = "A"',
+             'code = "640000-000-01"', ""]
+    for n in range(1, windows + 1):
+        lines += ["[[windows]]", f'id = "{n}"', f'name = "{n}号窗口"',
+                  'services = ["property"]', *per_window(n), ""]
+    return lines
 
 
 def write_hall(directory: Path, port: int) -> Path:

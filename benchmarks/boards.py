@@ -36,6 +36,7 @@ for path in (HERE, REPO):
         sys.path.insert(0, str(path))
 
 from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
+from bench_hall import one_service_hall  # noqa: E402
 from bench_stats import percentile  # noqa: E402
 
 from drivers.modbus_digits.emulator import BusEmulator  # noqa: E402
@@ -53,13 +54,7 @@ def log(message: str) -> None:
 
 def hall_toml(port: int, windows: int, buses: int, directory: Path) -> str:
     per_bus = -(-windows // buses)
-    lines = ["[hall]", 'name = "基准测试大厅"', 'data_dir = "var"', "",
-             "[server]", 'host = "127.0.0.1"', f"port = {port}", "",
-             "[[services]]", 'id = "property"', 'name = "不动产登记"', 'prefix = "A"',
-             'code = "640000-000-01"', ""]
-    for n in range(1, windows + 1):
-        lines += ["[[windows]]", f'id = "{n}"', f'name = "{n}号窗口"',
-                  'services = ["property"]', f'board = "board_{n}"', ""]
+    lines = one_service_hall(port, windows, lambda n: [f'board = "board_{n}"'])
     for n in range(1, windows + 1):
         bus, unit = divmod(n - 1, per_bus)
         lines += [f"[devices.board_{n}]", 'driver = "modbus_digits"',

@@ -13,7 +13,9 @@ PYTHON=${PYTHON:-python3}
 # espeak-ng: the voice's Mandarin (its library is what pyttsx3 drives, its command
 # line the other engine); alsa-utils: aplay, the default player. chromium: the
 # browser tests drive Debian's Chromium through Playwright (never a downloaded one).
-apt_run=(fonts-noto-cjk espeak-ng alsa-utils)
+# gcc, libc6-dev, linux-libc-dev: evdev (keyboard keypads) builds against the kernel's
+# input headers; it has no binary wheel.
+apt_run=(fonts-noto-cjk espeak-ng alsa-utils gcc libc6-dev linux-libc-dev)
 apt_test=(chromium)
 case "$purpose" in
   run)  wanted=("${apt_run[@]}") ;;
@@ -28,6 +30,11 @@ fi
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
   ver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   wanted+=("python${ver}-venv")
+fi
+
+if ! "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  ver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  wanted+=("python${ver}-dev")      # Python.h, for the same build
 fi
 
 missing=()

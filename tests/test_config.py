@@ -213,7 +213,7 @@ def test_a_file_with_many_problems_reports_every_one_of_them(tmp_path):
         "[devices.kiosk_1] printer: device 'board_1' is a modbus_digits device, not an escpos printer",
         "[devices.kiosk_1]: unknown key 'baud'",
         "[devices.lamp] driver: unknown driver 'neon'; known drivers: "
-        "escpos, framed_text, modbus_digits, terminal, voice",
+        "escpos, framed_text, keypad, modbus_digits, terminal, voice",
     ]
     for line in expected:
         assert line in caught.value.problems
@@ -679,7 +679,7 @@ def test_tokens_must_be_lists_of_strings(tmp_path):
 # -- devices ------------------------------------------------------------------------
 
 def test_the_known_drivers():
-    assert KNOWN_DRIVERS == {"escpos", "modbus_digits", "framed_text", "voice", "terminal"}
+    assert KNOWN_DRIVERS == {"escpos", "modbus_digits", "framed_text", "voice", "keypad", "terminal"}
 
 
 def test_a_device_needs_a_known_driver(tmp_path):
@@ -688,7 +688,7 @@ def test_a_device_needs_a_known_driver(tmp_path):
     ]
     assert problems(tmp_path, '[devices.printer_1]\ndriver = "escpo"\n') == [
         "[devices.printer_1] driver: unknown driver 'escpo' (did you mean 'escpos'?); "
-        "known drivers: escpos, framed_text, modbus_digits, terminal, voice",
+        "known drivers: escpos, framed_text, keypad, modbus_digits, terminal, voice",
     ]
 
 

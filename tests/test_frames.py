@@ -357,3 +357,70 @@ def test_every_mistake_in_a_frame_table_is_named(tmp_path, device, problem):
 def test_a_broken_layout_is_reported_alone_not_with_its_consequences(tmp_path):
     problems = config_problems(SUM8_VENDOR.replace('"header", ', ''), tmp_path)
     assert problems == [f'{FRAME} layout: must include "header"']
+
+
+# -- a keypad's key frame: the same description, with a key field ----------------------
+
+KEY_FRAME = FrameSpec(layout=("header", "address", "key", "checksum", "trailer"),
+                      header=b"\xaa", checksum="xor8", checksum_span=("address", "key"),
+                      trailer=b"\x55")
+
+# A vendor whose keypads send a command (20: a key), a 2-byte key and the digits typed
+TYPED_KEY_FRAME = FrameSpec(
+    layout=("header", "address", "command", "key", "length", "text", "checksum", "trailer"),
+    header=b"\x02", command=b"\x20", key_bytes=2, address_bytes=2, checksum="sum8",
+    checksum_span=("address", "text"), trailer=b"\x03")
+
+
+def test_a_key_frame_has_a_fixed_size_and_reads_back():
+    frame = KEY_FRAME.encode(3, key=b"\x01")
+    assert frame == bytes([0xAA, 0x03, 0x01, 0x03 ^ 0x01, 0x55])
+    assert KEY_FRAME.describe() == "AA | address:1 | key:1 | xor8(address..key) | 55"
+    [item] = decode_all(KEY_FRAME, frame)
+    assert (item.address, item.key, item.payload, item.command) == (3, b"\x01", b"", b"")
+    # noise full of headers, then two frames: each frame reads, the noise is counted
+    items = decode_all(KEY_FRAME, b"\xaa\xaa\x07" + frame + b"\xaa\x03" + frame)
+    assert [i.key for i in items if isinstance(i, Frame)] == [b"\x01", b"\x01"]
+    assert any(isinstance(i, Rejected) for i in items)
+
+
+def test_a_key_frame_may_carry_a_command_and_text():
+    frame = TYPED_KEY_FRAME.encode(258, "12", key=b"\x00\x0b")
+    [item] = decode_all(TYPED_KEY_FRAME, frame)
+    assert (item.address, item.command, item.key, item.payload) == (258, b"\x20", b"\x00\x0b",
+                                                                   b"12")
+
+
+def test_what_a_key_frame_cannot_carry_is_refused():
+    with pytest.raises(ValueError, match="carries a key code"):
+        KEY_FRAME.encode(3)
+    with pytest.raises(ValueError, match="no text field"):
+        KEY_FRAME.encode(3, "A012", key=b"\x01")
+    with pytest.raises(ValueError, match="1 bytes, not 2"):
+        KEY_FRAME.encode(3, key=b"\x01\x02")
+    with pytest.raises(ValueError, match="no key field"):
+        frame_spec_without_key = FrameSpec(layout=("header", "address", "command", "text",
+                                                   "trailer"), header=b"\xaa", command=b"\x31",
+                                           trailer=b"\x55")
+        frame_spec_without_key.encode(3, "A012", key=b"\x01")
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.sampled_from([KEY_FRAME, TYPED_KEY_FRAME]), junk=st.binary(max_size=300),
+       cut=st.integers(0, 12), data=st.data())
+def test_random_and_truncated_key_frames_never_crash_or_hang(spec, junk, cut, data):
+    typed = spec.has("text")
+    frame = spec.encode(1, "7" if typed else b"", key=b"\x05" * spec.key_bytes)
+    decoder = FrameDecoder(spec)
+    for piece in data.draw(st.permutations([junk, frame[:cut], spec.header + junk[:20]])):
+        assert all(isinstance(item, (Frame, Rejected)) for item in decoder.feed(piece))
+    decoder.flush()
+    [item] = decoder.feed(frame)
+    assert isinstance(item, Frame) and item.key == b"\x05" * spec.key_bytes
+
+
+def test_a_board_frame_has_no_key_field(tmp_path):
+    problems = config_problems(SUM8_VENDOR.replace('"command", "line"', '"command", "key", "line"'),
+                               tmp_path)
+    assert f"{FRAME} layout: a board's frame has no \"key\" field (that is a keypad's)" \
+        in problems, problems

@@ -417,6 +417,51 @@ async def test_the_self_test_shows_a_test_on_every_keypad(tmp_path):
             await h.beeps(address, 1)
 
 
+# A receiver that acknowledges nothing on its own: kioskd answers 06 to each key frame.
+# Its keypads have no display: AA 55 | address:2 | 20 (a key) | key | sum8 | 0D.
+ACKED = """
+[devices.receiver]
+driver = "keypad"
+port = "tty-receiver"
+emulate = true
+debounce_s = 0.3
+poll_interval = 0.2
+timeout = 1
+
+[devices.receiver.frame]
+layout = ["header", "address", "command", "key", "checksum", "trailer"]
+header = "AA 55"
+address_bytes = 2
+command = "20"
+checksum = "sum8"
+trailer = "0D"
+ack = "06"
+
+[devices.receiver.keypads]
+1003 = "3"
+
+[devices.receiver.keys]
+"0A" = "call-next"
+"""
+
+
+async def test_a_receiver_gets_its_ack_and_frames_of_another_command_are_not_keys(tmp_path):
+    async with hall(hall_config(tmp_path, ACKED), devices=("receiver",)) as h:
+        pads = h.emulated("receiver")
+        driver = h.app.state.devices.get("receiver").driver
+        await h.issue(1)
+        await asyncio.to_thread(pads.press, 1003, "0A")
+        await h.current_is("3", "A001")
+        await asyncio.to_thread(pads.wait_until, lambda: pads.acks == 1, 10, "the ack")
+        other = pads.settings.frame.encode(1003, command=b"\x21", key=b"\x0a")
+        await asyncio.to_thread(pads.send, other)
+        await h.until(lambda: driver.counts["not_keys"] == 1, "the other command")
+        assert driver.counts["presses"] == 1
+        detail = (await h.device("receiver"))["detail"]
+        assert detail["answer"] is None
+        assert detail["frame"] == "AA 55 | address:2 | 20 | key:1 | sum8(address..key) | 0D"
+
+
 # -- configuration ------------------------------------------------------------------------
 
 def problems(tmp_path: Path, devices: str) -> list[str]:
@@ -450,6 +495,15 @@ def test_a_keypad_for_an_unknown_window_or_service_is_refused(tmp_path):
 def test_a_broken_keypad_table_names_its_table_and_key(tmp_path, change, expected):
     found = problems(tmp_path, keypads_table().replace(*change))
     assert any(expected in p for p in found), found
+
+
+def test_a_keyboard_keypads_keys_are_evdev_names(tmp_path):
+    text = KEYBOARD.format(debounce_s=0.3).replace("KEY_KP2", "KEY_KP_2")
+    found = problems(tmp_path, text)
+    assert any("[devices.keypad_3.keys] KEY_KP_2: 'KEY_KP_2' is not a key's evdev name" in p
+               for p in found), found
+    found = problems(tmp_path, KEYBOARD.format(debounce_s=0.3).replace('window = "3"', ""))
+    assert any("[devices.keypad_3]: missing key 'window'" in p for p in found), found
 
 
 def test_a_keypad_bus_is_one_devices_alone(tmp_path):

@@ -133,6 +133,24 @@ def test_board_3_shows_the_number_called_at_window_3_and_reconnects_from_the_pag
     expect(board.get_by_role("button", name="重连")).to_be_enabled()
 
 
+def test_the_keypads_card_lists_the_keypads_and_its_test_shows_on_every_display(open_page, hall):
+    page = diagnostics(open_page, hall)
+    keypads = card(page, "keypads")
+    expect(keypads).to_contain_text("呼叫器与评价器")
+    expect(keypads).to_contain_text("3→3  4→4  5→5")             # callers: address → window
+    expect(keypads).to_contain_text("103→3  104→4  105→5")       # raters
+    expect(keypads).to_contain_text("还没有按键")
+    keypads.get_by_role("button", name="测试").click()
+    expect(keypads.locator(".outcome")).to_contain_text("各键盘显示了“测试”", timeout=15_000)
+    expect(keypads).to_contain_text("103号：测试（鸣响 1 次）", timeout=10_000)   # the emulator read
+    displays = hall.device("keypads")["detail"]["emulator"]["keypads"]
+    assert {address: k["shows"] for address, k in displays.items()} == {
+        a: "测试" for a in ("3", "4", "5", "103", "104", "105")}
+    keypads.scroll_into_view_if_needed()
+    shot(page, "diagnostics-keypads")
+    clean(page)
+
+
 def test_the_voice_card_shows_the_last_announcement_and_plays_its_recording(open_page, hall):
     page = diagnostics(open_page, hall)
     voice = card(page, "voice")

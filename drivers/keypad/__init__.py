@@ -134,18 +134,6 @@ class Settings:
     debounce_s: float = DEBOUNCE_S
     emulate: bool = False
 
-    @property
-    def windows(self) -> set[str]:
-        return {keypad.window for keypad in self.keypads.values()}
-
-    @property
-    def actions(self) -> set[Action]:
-        return {action for keypad in self.keypads.values() for action in keypad.keys.values()}
-
-    @property
-    def where(self) -> str:
-        return self.input if self.input else self.line.port
-
 
 def configure(options: Options) -> Settings | None:
     """Read `[devices.ID]` for keypads; None when it has problems."""

@@ -31,7 +31,8 @@ class KeypadModel:
     address: int
     shows: str = ""               # its display
     beeps: int = 0
-    answers: list[str] = field(default_factory=list)    # every text shown, oldest first
+    # every text shown, oldest first, with time.monotonic() its frame's last byte was on the wire
+    answers: list[tuple[str, float]] = field(default_factory=list)
 
 
 class EmulatedKeypads:
@@ -83,19 +84,23 @@ class EmulatedKeypads:
         raise KeyError(f"keypad {address} has no key for {action} "
                        f"(its keys: {', '.join(map(str, keypad.keys.values()))})")
 
-    def press(self, address: int, key: str, *, times: int = 1) -> None:
-        """The keypad at `address` sends `key` ("01"), `times` frames in a row (a held key)."""
+    def press(self, address: int, key: str, *, times: int = 1) -> float:
+        """The keypad at `address` sends `key` ("01"), `times` frames in a row (a held
+        key); when the last byte was on the wire."""
         frame = self.frame(address, key)
-        self.send(frame * times)
+        end = self.send(frame * times)
         with self.changed:
             self.sent += times
+        return end
 
-    def press_action(self, address: int, action: str, *, times: int = 1) -> None:
-        self.press(address, self.key_of(address, action), times=times)
+    def press_action(self, address: int, action: str, *, times: int = 1) -> float:
+        return self.press(address, self.key_of(address, action), times=times)
 
-    def send(self, data: bytes) -> None:
-        """Any bytes onto the line, as they arrive at the daemon."""
+    def send(self, data: bytes) -> float:
+        """Any bytes onto the line, as they arrive at the daemon: handed over when
+        their last byte would have arrived, which is when this returns (that time)."""
         self.port.send(data, after=time.monotonic())
+        return time.monotonic()
 
     # --- the model
 
@@ -134,7 +139,8 @@ class EmulatedKeypads:
                     else:
                         self.rejected.append(item)
                     continue
-                said = self._take(item)
+                end = wire_end - self.line.wire_s(self._decoder.received - item.end)
+                said = self._take(item, end)
                 if said is not None:
                     heard.append(said)
             self.changed.notify_all()
@@ -142,12 +148,12 @@ class EmulatedKeypads:
             for keypad, what in heard:
                 self.on_answer(keypad, what)
 
-    def _take(self, frame: Frame) -> tuple[KeypadModel, str] | None:
+    def _take(self, frame: Frame, end: float) -> tuple[KeypadModel, str] | None:
         answer = self.settings.answer
         keypad = self.keypads.setdefault(frame.address, KeypadModel(frame.address))
         if frame.command == answer.show:
             keypad.shows = answer.frame.text(frame)
-            keypad.answers.append(keypad.shows)
+            keypad.answers.append((keypad.shows, end))
             return keypad, f"shows {keypad.shows}"
         if answer.beep is not None and frame.command == answer.beep:
             keypad.beeps += 1

@@ -22,7 +22,7 @@ words({
     "summary": "共 {n} 台设备：{parts}", "summary.none": "没有配置设备",
     "state.ready": "正常", "state.degraded": "需要注意", "state.offline": "离线", "state.disabled": "已停用",
     "driver.escpos": "票据打印机", "driver.modbus_digits": "数码显示屏", "driver.framed_text": "文字显示屏",
-    "driver.voice": "语音呼叫", "driver.terminal": "触摸终端",
+    "driver.voice": "语音呼叫", "driver.terminal": "触摸终端", "driver.keypad": "呼叫器与评价器",
     "since": "自 {time} 起（{ago}）", "ago.now": "刚刚", "ago.min": "{n} 分钟前", "ago.hour": "{n} 小时前",
     "ago.day": "{n} 天前",
     "error.now": "问题：", "error.last": "上次的问题（已恢复）：",
@@ -55,6 +55,13 @@ words({
     "f.fallback_state": "备用打印机状态", "f.last_seen": "上次报到", "never": "从未报到",
     "f.page": "页面", "f.screen": "屏幕", "f.lang": "语言", "f.elder": "长者模式", "f.from": "地址",
     "f.offline_after": "离线判定", "offline_after": "{s} 秒没有报到", "f.reloads": "已要求重新加载",
+    "f.input": "输入设备", "f.callers": "呼叫器（地址→窗口）", "f.raters": "评价器（地址→窗口）",
+    "f.last_key": "最近按键", "last_key": "{address}号键盘（{window}号窗口）：{key} {action}",
+    "f.last_action": "最近动作", "f.presses": "有效按键", "f.debounced": "重复按键（已忽略）",
+    "f.unmapped": "未配置地址", "f.unknown_keys": "未配置按键", "f.rejected": "错误帧（已跳过）",
+    "keys.none": "还没有按键。按任意键，这里会显示。", "f.displays": "键盘显示（模拟）",
+    "display": "{address}号：{shows}（鸣响 {beeps} 次）", "done.keypads": "各键盘显示了“测试”",
+    "refused": "被拒绝：{why}",
     "ago.s": "{n} 秒前", "f.when": "时间", "time.ago": "{time}（{ago}）",
     "log.title": "设备事件", "log.note": "页面打开后的事件，最新在上", "log.empty": "还没有设备事件。",
     "log.state": "状态 → {state}", "log.alert": "告警：{message}", "log.cleared": "告警解除：{message}",
@@ -69,7 +76,7 @@ words({
     "summary": "{n} devices: {parts}", "summary.none": "No devices configured",
     "state.ready": "ready", "state.degraded": "degraded", "state.offline": "offline", "state.disabled": "disabled",
     "driver.escpos": "Ticket printer", "driver.modbus_digits": "Digit display", "driver.framed_text": "Text board",
-    "driver.voice": "Voice caller", "driver.terminal": "Touch terminal",
+    "driver.voice": "Voice caller", "driver.terminal": "Touch terminal", "driver.keypad": "Window keypads",
     "since": "since {time} ({ago})", "ago.now": "just now", "ago.min": "{n} min ago", "ago.hour": "{n} h ago",
     "ago.day": "{n} days ago",
     "error.now": "Problem: ", "error.last": "Last problem (recovered): ",
@@ -102,6 +109,14 @@ words({
     "f.fallback_state": "Fallback printer state", "f.last_seen": "Last report", "never": "never reported",
     "f.page": "Page", "f.screen": "Screen", "f.lang": "Language", "f.elder": "Elder mode", "f.from": "Address",
     "f.offline_after": "Offline after", "offline_after": "{s} s without a report", "f.reloads": "Reloads asked",
+    "f.input": "Input device", "f.callers": "Caller keypads (address → window)",
+    "f.raters": "Rating keypads (address → window)",
+    "f.last_key": "Last key", "last_key": "keypad {address} (window {window}): {key} {action}",
+    "f.last_action": "Last action", "f.presses": "Presses", "f.debounced": "Repeats (ignored)",
+    "f.unmapped": "Unmapped addresses", "f.unknown_keys": "Unmapped keys", "f.rejected": "Bad frames (skipped)",
+    "keys.none": "No key yet. Press any key: it shows here.", "f.displays": "Keypad displays (emulated)",
+    "display": "{address}: {shows} ({beeps} beeps)", "done.keypads": "测试 shown on every keypad",
+    "refused": "refused: {why}",
     "ago.s": "{n} s ago", "f.when": "When", "time.ago": "{time} ({ago})",
     "log.title": "Device events", "log.note": "since this page opened, newest first", "log.empty": "No device events yet.",
     "log.state": "state → {state}", "log.alert": "alert: {message}", "log.cleared": "alert cleared: {message}",
@@ -406,6 +421,7 @@ function doneWords(action, device) {
   if (test.test_page === "printed") return { key: "done.test_page", vars: {} };
   if (test.pattern) return { key: "done.pattern", vars: { pattern: test.pattern } };
   if (test.test_pattern) return { key: "done.pattern", vars: { pattern: "“测试 TEST”" } };
+  if (test.answers && test.shown) return { key: "done.keypads", vars: {} };
   if (test.kind === "test" && test.duration_s)
     return { key: test.played ? "done.voice_played" : "done.voice", vars: { s: test.duration_s.toFixed(1) } };
   return { key: "done.test", vars: {} };
@@ -507,13 +523,41 @@ function renderTerminal(card, d) {
   return [facts(rows)];
 }
 
+function renderKeypad(card, d) {
+  const counts = d.counts || {};
+  const map = (m) => (m && Object.keys(m).length
+    ? Object.entries(m).map(([address, window]) => `${address}→${window}`).join("  ") : undefined);
+  const last = d.last_key;
+  const action = d.last_action;
+  const displays = ((d.emulator || {}).keypads) || {};
+  const shown = Object.entries(displays).map(([address, k]) =>
+    t("display", { address, shows: k.shows || t("blank"), beeps: k.beeps }));
+  return [facts([
+    [t("f.port"), d.port],
+    [t("f.input"), d.input],
+    [t("f.window"), d.window],
+    [t("f.callers"), map(d.keypads)],
+    [t("f.raters"), map(d.raters)],
+    [t("f.last_key"), last ? t("last_key", { ...last }) : t("keys.none")],
+    [t("f.last_action"), action ? [action.action, action.number || action.result || "",
+                                    action.refused ? t("refused", { why: action.refused }) : ""]
+      .filter(Boolean).join(" · ") : undefined, action && action.refused ? "bad" : ""],
+    [t("f.presses"), counts.presses ?? 0],
+    [t("f.debounced"), counts.debounced],
+    [t("f.unmapped"), counts.unmapped, counts.unmapped ? "bad" : ""],
+    [t("f.unknown_keys"), counts.unknown_keys, counts.unknown_keys ? "bad" : ""],
+    [t("f.rejected"), counts.rejected, counts.rejected ? "bad" : ""],
+    [t("f.displays"), shown.length ? el("span", { class: "lines" }, ...shown.map((line) => el("span", { class: "line" }, line))) : undefined],
+  ])];
+}
+
 function renderOther(card, d) {
   return [facts(flatten(d).slice(0, 8))];
 }
 
 const RENDER = {
   escpos: renderPrinter, modbus_digits: renderBoard, framed_text: renderBoard,
-  voice: renderVoice, terminal: renderTerminal,
+  voice: renderVoice, terminal: renderTerminal, keypad: renderKeypad,
 };
 
 // ---------------------------------------------------------------- the page
