@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -264,22 +265,29 @@ async def test_each_key_does_its_window_action(tmp_path):
 
 
 async def test_a_double_press_or_a_held_key_acts_once(tmp_path):
-    async with hall(hall_config(tmp_path, keypads_table())) as h:
-        await h.issue(3)
-        await h.press(3, "call-next", times=2)                  # two frames, back to back
+    async with hall(hall_config(tmp_path, keypads_table(debounce_s=1.0))) as h:
+        await h.issue(4)
+        await h.press(3, "call-next", times=2)                  # a bounce: two frames at once
         await h.counted("debounced", 1)
         await h.current_is("3", "A001")
-        await h.press(3, "call-next", times=6)                  # held: the keypad repeats it
-        await h.counted("debounced", 7)
-        assert h.counts()["presses"] == 1
-        assert await h.current("3") == "A001"
-        r = await h.client.get(f"{API}/windows/3/waiting")
-        assert r.json()["count"] == 2                           # A002 and A003 still wait
-        # a press after the interval is a new press: it calls again
-        await asyncio.sleep(DEBOUNCE_S * 1.5)                  # the time under test
-        await h.press(3, "call-next")
+        await h.press(3, "recall")                              # another key in between ...
+        await h.counted("presses", 2)
+
+        def hold() -> None:                                     # held 1.5 s: it repeats
+            for _ in range(15):                                 # every 0.1 s, as keypads do
+                h.pads.press_action(3, "call-next")
+                time.sleep(0.1)
+        await asyncio.to_thread(hold)
+        await h.counted("debounced", 15)                         # ... so only its first acts
         await h.current_is("3", "A002")
-        assert h.counts()["presses"] == 2
+        assert h.counts()["presses"] == 3
+        r = await h.client.get(f"{API}/windows/3/waiting")
+        assert r.json()["count"] == 2                           # A003 and A004 still wait
+        # once the key has been quiet for the interval, it is a new press
+        await asyncio.sleep(1.2)                               # the time under test
+        await h.press(3, "call-next")
+        await h.current_is("3", "A003")
+        assert h.counts()["presses"] == 4
 
 
 async def test_a_rating_after_completion_lands_in_the_statistics(tmp_path):
@@ -662,10 +670,10 @@ async def test_a_keyboard_keypad_is_grabbed_and_calls_for_its_window(tmp_path, f
         assert detail["window"] == "3" and detail["grabbed"] is True
         driver = h.app.state.devices.get("keypad_3").driver
         await h.issue(2)
-        device.type("KEY_KP1", 1, 2, 2, 2, 0)                    # held: auto-repeat never acts
+        # held (auto-repeat never acts), then pressed again at once (a bounce)
+        device.type("KEY_KP1", 1, 2, 2, 2, 0, 1, 0)
         await h.current_is("3", "A001")
         await h.until(lambda: driver.counts["repeats"] == 3, "the repeats to be read")
-        device.type("KEY_KP1", 1, 0)                             # pressed again at once
         await h.until(lambda: driver.counts["debounced"] == 1, "the second press to be dropped")
         device.type("KEY_A", 1, 0)                                # not a keypad key
         await h.until(lambda: driver.counts["unknown_keys"] == 1, "the unknown key")
