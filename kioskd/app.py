@@ -63,7 +63,7 @@ def create_app(config: Config, store: Store | None = None,
     voices = Voices(config, queue, bus, devices, clock)
     alerts = Watch(config, queue, bus, devices)
     ratings = Ratings(queue, bus)
-    keypads = Keypads(config, queue, ratings, devices)
+    keypads = Keypads(config, queue, ratings, bus, devices)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -9,9 +9,12 @@ call, a ticket is rated once, within its time). Every action is audited with
 The drivers read keys on their own threads and hand each press to the loop;
 one task here takes them in the order they came. Where the keypads take
 answers, the keypad's display shows the number just called (or recalled) and
-its buzzer beeps when a key could do nothing: nothing waiting, a refusal. An
-answer is written on the device's worker and never waited for: a dead
-keypad bus never holds up the next press, a call or the API.
+its buzzer beeps when a key could do nothing: nothing waiting, a refusal. A
+rating keypad's display follows its window's events: when the window completes
+a ticket it asks for a rating ("A012请评价"), when the ticket is rated (on the
+keypad or the pad page) it thanks, and when the rating time is up it goes
+blank. An answer is written on the device's worker and never waited for: a
+dead keypad bus never holds up the next press, a call or the API.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from drivers.keypad.reader import KeyPress
 
 from .config import Config
 from .devices import DeviceNotReady, Supervisor
+from .events import EventBus
 from .queue import Queue, QueueError
 from .ratings import Ratings
-from .records import Actor, WindowState
+from .records import Actor, Event, WindowState
 
 log = logging.getLogger("kioskd.keypads")
 
@@ -34,28 +38,46 @@ log = logging.getLogger("kioskd.keypads")
 class Keypads:
     """Every keypad device of the hall, acting on the queue."""
 
-    def __init__(self, config: Config, queue: Queue, ratings: Ratings, devices: Supervisor):
+    def __init__(self, config: Config, queue: Queue, ratings: Ratings, bus: EventBus,
+                 devices: Supervisor):
         self.config = config
         self.queue = queue
         self.ratings = ratings
+        self.bus = bus
         self.devices = devices
         self.ids = {d.id for d in config.devices.values() if d.driver == "keypad" and d.enabled}
+        # window -> its rating keypads that have a display: (device, address)
+        self.raters: dict[str, list[tuple[str, int]]] = {}
+        for device_id in sorted(self.ids):
+            settings = config.devices[device_id].settings
+            if getattr(settings, "answer", None) is None:
+                continue
+            for keypad in settings.keypads.values():
+                if keypad.kind == "rater":
+                    self.raters.setdefault(keypad.window, []).append((device_id, keypad.address))
+        self._asking: dict[tuple[str, int], str] = {}     # rater -> the ticket it asks about
         self._presses: asyncio.Queue[KeyPress] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._answers: set[asyncio.Task] = set()
+        self._timers: dict[tuple[str, int], asyncio.TimerHandle] = {}
 
     async def start(self) -> None:
         if not self.ids:
             return
         self._loop = asyncio.get_running_loop()
         self._presses = asyncio.Queue()
+        if self.raters:
+            self.bus.listen(self._heard_events)
         self.devices.on_connected.append(self._connected)
         for device_id in self.ids:           # connected already, before we listened
             self._connected(device_id)
         self._task = asyncio.create_task(self._run(), name="keypads")
 
     async def stop(self) -> None:
+        self.bus.unlisten(self._heard_events)
+        for timer in self._timers.values():
+            timer.cancel()
         if self._connected in self.devices.on_connected:
             self.devices.on_connected.remove(self._connected)
         tasks = [t for t in (self._task, *self._answers) if t is not None]
@@ -137,6 +159,50 @@ class Keypads:
             self._answer(press, None)
         return outcome
 
+    # -- the rating keypads' displays ---------------------------------------------------
+
+    def _heard_events(self, events: list[Event]) -> None:
+        """On the loop, with each commit's events: a completion asks the window's rating
+        keypads for a rating, a rating thanks."""
+        for event in events:
+            if event.type not in ("ticket.done", "ticket.rated"):
+                continue
+            window_id = event.data.get("window")
+            raters = self.raters.get(window_id or "")
+            if not raters:
+                continue
+            if event.type == "ticket.done" and event.data.get("reason"):
+                continue                         # a no-show is not rated
+            window = self.config.window(window_id)
+            for rater in raters:
+                answer = self.config.devices[rater[0]].settings.answer
+                ticket = event.data.get("ticket", "")
+                if event.type == "ticket.done":
+                    template = answer.rate_prompt
+                    self._asking[rater] = ticket
+                    self._clear_later(rater, ticket, self.ratings.within_s)
+                elif self._asking.get(rater) == ticket:
+                    template = answer.thanks
+                else:
+                    continue                     # rated after another ticket was done
+                text = template.format(number=event.data.get("number", ""),
+                                       window=window.name if window else window_id)
+                self._show(rater[0], rater[1], text)
+
+    def _clear_later(self, rater: tuple[str, int], ticket: str, after_s: float) -> None:
+        """Blank the rater once `ticket`'s rating time is up, unless it asks about
+        another ticket by then."""
+        timer = self._timers.pop(rater, None)
+        if timer is not None:
+            timer.cancel()
+
+        def clear() -> None:
+            self._timers.pop(rater, None)
+            if self._asking.get(rater) == ticket:
+                del self._asking[rater]
+                self._show(rater[0], rater[1], "")
+        self._timers[rater] = self._loop.call_later(after_s, clear)
+
     def _keep(self, press: KeyPress, outcome: dict[str, Any]) -> None:
         try:
             self.devices.get(press.device).status.detail["last_action"] = outcome
@@ -145,17 +211,21 @@ class Keypads:
 
     def _answer(self, press: KeyPress, text: str | None) -> None:
         """Show `text` on the keypad's display, or beep (None), where it can."""
-        settings = self.config.devices[press.device].settings
-        if getattr(settings, "answer", None) is None or press.address is None:
+        if press.address is not None:
+            self._show(press.device, press.address, text)
+
+    def _show(self, device_id: str, address: int, text: str | None) -> None:
+        """Show `text` on a keypad's display, or beep (None), where it can; never waited for."""
+        settings = self.config.devices[device_id].settings
+        if getattr(settings, "answer", None) is None:
             return
-        address = press.address
         try:
-            outcome = self.devices.get(press.device).begin(
+            outcome = self.devices.get(device_id).begin(
                 (lambda driver: driver.beep(address)) if text is None
                 else (lambda driver: driver.answer(address, text)))
         except DeviceNotReady:
             return                           # the bus is down: its state says so already
-        task = asyncio.create_task(self._settle(outcome), name=f"answer {press.keypad}")
+        task = asyncio.create_task(self._settle(outcome), name=f"answer {device_id}:{address}")
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 

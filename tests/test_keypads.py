@@ -332,6 +332,33 @@ async def test_a_rating_after_completion_lands_in_the_statistics(tmp_path):
         assert rating.source == "keypad" and rating.level == 2
 
 
+async def test_a_rating_keypad_asks_after_a_completion_thanks_and_goes_blank(tmp_path):
+    config = loads_config(hall_text(keypads_table()).replace(
+        "[[services]]", "[evaluation]\nwithin_s = 1.5\n\n[[services]]", 1), base_dir=tmp_path)
+    async with hall(config) as h:
+        rater = h.pads.keypad(103)
+        await h.issue(2)
+        await h.press(3, "call-next")
+        await h.press(3, "complete")
+        await h.shows(103, "A001请评价")
+        await h.press(103, "rate:5")
+        await h.shows(103, "谢谢")
+        await h.shows(103, "")                        # A001's rating time is over: blank
+        # rated on the pad page instead: the keypad thanks all the same
+        await h.press(3, "call-next")
+        await h.current_is("3", "A002")
+        await h.press(3, "complete")
+        await h.shows(103, "A002请评价")
+        r = await h.client.get(f"{API}/windows/3/rating")
+        ticket = r.json()["ticket"]["id"]
+        r = await h.client.post(f"{API}/windows/3/rating", json={"ticket": ticket, "level": 4})
+        assert r.status_code == 201, r.text
+        await h.shows(103, "谢谢")
+        assert [text for text, _ in rater.answers] == ["A001请评价", "谢谢", "", "A002请评价",
+                                                       "谢谢"]
+        assert h.pads.keypad(3).answers[-1][0] == "A002"   # the caller keeps its number
+
+
 async def test_call_next_with_nothing_waiting_or_paused_beeps(tmp_path):
     async with hall(hall_config(tmp_path, keypads_table())) as h:
         await h.press(3, "call-next")
@@ -497,6 +524,9 @@ def test_a_keypad_for_an_unknown_window_or_service_is_refused(tmp_path):
     (('"key", "checksum"', '"checksum"'), '[devices.keypads.frame] layout: must include "key"'),
     (('beep = "32"', 'beep = "32 00"'), "beep: is 2 bytes but the command is 1"),
     (('debounce_s = 0.3', 'debounce_s = 30'), "debounce_s: 30 is out of range"),
+    (('beep = "32"', 'beep = "32"\nrate_prompt = "{numbr}"'),
+     "[devices.keypads.answer] rate_prompt: unknown field {numbr}"),
+    (('beep = "32"', 'beep = "32"\nack = "06"'), "[devices.keypads.answer] ack: kioskd does not"),
     (('port = "tty-keypads"', 'port = "tty-keypads"\ninput = "/dev/input/event3"'),
      "give either `port`"),
 ])

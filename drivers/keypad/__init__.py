@@ -28,6 +28,8 @@ the service 满意). One device is one way keypads reach the daemon:
       header = "AA"
       command = "31"             # show the text on the keypad's display
       beep = "32"                # beep (the text empty)
+      rate_prompt = "{number}请评价"   # a rating keypad's display once its window completed
+      thanks = "谢谢"            # ... once that ticket is rated (cleared when its time is up)
       ...
       [devices.keypads.keypads]  # caller keypads: address = window
       3 = "3"
@@ -65,6 +67,7 @@ from typing import ClassVar
 from ..base import Options
 from ..frames import FrameSpec, hex_bytes, read_frame, read_frame_table, read_hex
 from ..serialbus import SerialLine, emulation_problem, read_line
+from ..templates import template_problem
 
 ACTIONS = ("call-next", "recall", "start", "complete", "no-show", "pause", "resume",
            "pause-resume")
@@ -113,13 +116,19 @@ class Keypad:
     kind: str = "caller"          # "caller" (呼叫器) or "rater" (评价器)
 
 
+RATE_PROMPT = "{number}请评价"
+THANKS = "谢谢"
+
+
 @dataclass(frozen=True)
 class Answer:
-    """How kioskd answers a keypad: a frame, and its commands."""
+    """How kioskd answers a keypad: a frame, its commands, and what a rating keypad shows."""
 
     frame: FrameSpec
     show: bytes                   # the frame's `command`: show the text on the display
     beep: bytes | None            # a short beep, where the keypad has a buzzer
+    rate_prompt: str = RATE_PROMPT    # a rating keypad, once its window completed a ticket
+    thanks: str = THANKS              # ... once that ticket is rated
 
 
 @dataclass(frozen=True)
@@ -223,6 +232,14 @@ def _read_answer(options: Options, frame: FrameSpec | None) -> Answer | None | b
     if table is None:
         return None
     beep = read_hex(table, "beep")
+    texts = {}
+    for key, default in (("rate_prompt", RATE_PROMPT), ("thanks", THANKS)):
+        text = table.string(key, default, allow_empty=True)
+        problem = template_problem(text, ("number", "window"), "a keypad's text")
+        if problem:
+            table.problem(key, problem)
+            text = default
+        texts[key] = text
     spec = read_frame_table(table)
     table.finish_unread()
     if spec is None:
@@ -239,7 +256,7 @@ def _read_answer(options: Options, frame: FrameSpec | None) -> Answer | None | b
         table.problem("address_bytes", f"is {spec.address_bytes} but the key frame's is "
                                        f"{frame.address_bytes}: one keypad, one address")
         return False
-    return Answer(spec, spec.command, beep)
+    return Answer(spec, spec.command, beep, **texts)
 
 
 def _read_keys(table: Options | None, options: Options, name: str, code, addresses: str | None
