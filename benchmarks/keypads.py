@@ -14,6 +14,9 @@ arrived. The keypads send `AA | address | key | xor8 | 55`; kioskd answers
   wire time (what a daemon taking no time at all would achieve).
 - A burst: all 20 keypads press at once (their frames back to back on the bus):
   until the last display shows its number.
+- A polled bus: the same 20 keypads speak only when asked; kioskd polls each in
+  turn and each answers its key or `00`: polls a second, and a press (from the
+  moment it is pressed: it waits for its keypad's turn) to the display.
 - A flood: the bus at 115200 baud carries nothing but garbage (a third of it
   frame headers) while a clerk calls through the HTTP API: call-next's
   latency with and without the flood, and the daemon's CPU while it pours.
@@ -51,7 +54,7 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def hall_toml(port: int, windows: int, tty: Path, baudrate: int) -> str:
+def hall_toml(port: int, windows: int, tty: Path, baudrate: int, polled: bool) -> str:
     lines = one_service_hall(port, windows)
     lines += ["[devices.keypads]", 'driver = "keypad"', f'port = "{tty}"',
               f"baudrate = {baudrate}", "debounce_s = 0.8", "poll_interval = 1", "",
@@ -63,6 +66,8 @@ def hall_toml(port: int, windows: int, tty: Path, baudrate: int) -> str:
               '"trailer"]',
               'header = "AA"', 'command = "31"', 'beep = "32"', 'checksum = "xor8"',
               'trailer = "55"', "",
+              *(["[devices.keypads.poll]", 'command = "50"', 'idle_key = "00"', ""]
+                if polled else []),
               "[devices.keypads.keys]", '"01" = "call-next"', "",
               "[devices.keypads.keypads]"]
     lines += [f'{n} = "{n}"' for n in range(1, windows + 1)]
@@ -78,12 +83,12 @@ def ms(values: list[float]) -> str:
 class Hall:
     """The daemon and its emulated keypad bus, at one baudrate."""
 
-    def __init__(self, directory: Path, windows: int, baudrate: int):
+    def __init__(self, directory: Path, windows: int, baudrate: int, polled: bool = False):
         self.windows = windows
         self.port = free_port()
         tty = directory / "tty-keypads"
         config = directory / "devices.toml"
-        config.write_text(hall_toml(self.port, windows, tty, baudrate), encoding="utf-8")
+        config.write_text(hall_toml(self.port, windows, tty, baudrate, polled), encoding="utf-8")
         settings = loads_config(config.read_text(encoding="utf-8"),
                                 base_dir=directory).devices["keypads"].settings
         self.pads = EmulatedKeypads("keypads", settings)
@@ -114,11 +119,13 @@ class Hall:
 
 def single_presses(hall: Hall, count: int) -> list[float]:
     latencies = []
+    rng = random.Random(3)
     for n in range(count):
         address = n % hall.windows + 1
         before = len(hall.pads.keypad(address).answers)
         hall.issue(1)
-        time.sleep(0.85)                     # past the keypad's debounce_s: a new press
+        # past the keypad's debounce_s, and at a random moment of a polled bus's round
+        time.sleep(0.85 + rng.random() * 0.5)
         pressed = hall.pads.press(address, "01")
         hall.pads.wait_until(lambda: hall.shown(address, before) is not None, 30,
                              f"keypad {address}'s answer")
@@ -151,6 +158,23 @@ def calls(api: ApiClient, count: int) -> list[float]:
         api.request("POST", "/api/v1/windows/1/call-next")
         out.append(time.perf_counter() - start)
     return out
+
+
+def polled(directory: Path, windows: int, presses: int) -> tuple[float, list[float]]:
+    """(polls a second, press → display latencies) on a polled bus."""
+    hall = Hall(directory / "polled", windows, 9600, polled=True)
+    try:
+        def polls() -> int:          # a new connection: an idle one is closed after 5 s
+            detail = ApiClient(hall.port).request("GET", "/api/v1/devices/keypads")["detail"]
+            return detail["counts"].get("polls", 0)
+        time.sleep(3)                        # start-up's own work over (it halves the rate)
+        first, started = polls(), time.monotonic()
+        time.sleep(5)
+        rate = (polls() - first) / (time.monotonic() - started)
+        hall.api = ApiClient(hall.port, timeout=60)
+        return rate, single_presses(hall, presses)
+    finally:
+        hall.close()
 
 
 def flood(directory: Path, seconds: float, count: int) -> tuple[list[float], list[float], float]:
@@ -193,6 +217,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kioskd-bench-keypads-") as tmp:
         directory = Path(tmp)
         (directory / "flood").mkdir()
+        (directory / "polled").mkdir()
         hall = Hall(directory, args.windows, 9600)
         try:
             log(f"{args.presses} presses, one at a time")
@@ -201,10 +226,13 @@ def main() -> int:
             whole, floor = burst(hall)
         finally:
             hall.close()
+        log("a polled bus")
+        polls, asked = polled(directory, args.windows, args.presses)
         log("a flood of garbage at 115200 baud")
         quiet, flooded, cpu = flood(directory, args.flood_s, 200)
 
-    line_floor = hall.line.wire_s(ANSWER_BYTES)
+    line = hall.line
+    line_floor = line.wire_s(ANSWER_BYTES)
     print(f"\nkioskd keypad benchmark: {args.windows} caller keypads on one bus at 9600 baud")
     print(f"  press → number on the keypad's display, one at a time ({args.presses}):")
     print(f"    measured   {ms(single)}")
@@ -214,6 +242,11 @@ def main() -> int:
     print(f"  {args.windows} keypads press at once: the last display shows its number "
           f"{whole * 1000:.0f} ms after the last key frame arrived (floor {floor * 1000:.0f} "
           f"ms: {args.windows} answers back to back), ×{whole / floor:.2f}")
+    one = (line.wire_s(ANSWER_BYTES - 4) + line.wire_s(KEY_BYTES) + 2 * line.gap_s)
+    print(f"  the same keypads polled in turn (each answers its key or 00): {polls:.1f} polls/s "
+          f"(floor {1 / one:.1f}: poll, gap, reply, gap on the wire), a round of {args.windows} "
+          f"every {args.windows / polls * 1000:.0f} ms")
+    print(f"    press → number on the display   {ms(asked)}")
     print(f"  a flood of garbage at 115200 baud ({args.flood_s:g} s, a third of it headers):")
     print(f"    call-next over HTTP, quiet bus   {ms(quiet)}")
     print(f"    call-next over HTTP, flooded bus {ms(flooded)}")

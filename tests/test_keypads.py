@@ -173,6 +173,12 @@ class Hall(HallClient):
             await asyncio.sleep(0.01)
         return window
 
+    async def until_alerts_closed(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.wait
+        while alerts := (await self.client.get(f"{API}/alerts")).json():
+            assert asyncio.get_running_loop().time() < deadline, f"alerts stay open: {alerts}"
+            await asyncio.sleep(0.02)
+
     async def current(self, window_id: str) -> str | None:
         ticket = (await self.window(window_id))["current"]
         return ticket["number"] if ticket else None
@@ -497,6 +503,57 @@ async def test_a_receiver_gets_its_ack_and_frames_of_another_command_are_not_key
         assert detail["frame"] == "AA 55 | address:2 | 20 | key:1 | sum8(address..key) | 0D"
 
 
+# Wired keypads that speak only when asked: kioskd polls each in turn (50, in the answer
+# frame); a keypad answers its key, or 00 when nothing was pressed.
+POLLED = """
+[devices.bus]
+driver = "keypad"
+port = "tty-polled"
+emulate = true
+debounce_s = 0.3
+poll_interval = 0.2
+timeout = 1
+""" + KEY_FRAME.format(id="bus") + ANSWER_FRAME.format(id="bus") + """
+[devices.bus.poll]
+command = "50"
+reply_timeout = 0.05
+idle_key = "00"
+
+[devices.bus.keypads]
+1 = "1"
+3 = "3"
+
+[devices.bus.keys]
+"01" = "call-next"
+"""
+
+
+async def test_polled_keypads_are_asked_in_turn_and_a_silent_one_is_reported(tmp_path):
+    async with hall(hall_config(tmp_path, POLLED), devices=("bus",)) as h:
+        pads = h.emulated("bus")
+        driver = h.app.state.devices.get("bus").driver
+        await h.until(lambda: pads.keypad(1).polls > 2 and pads.keypad(3).polls > 2,
+                      "both keypads to be polled")
+        await h.issue(1)
+        await asyncio.to_thread(pads.press_action, 3, "call-next")    # kept until asked
+        await h.current_is("3", "A001")
+        await h.until(lambda: pads.keypad(3).shows == "A001", "keypad 3 to show A001")
+        assert driver.counts["presses"] == 1 and driver.counts["unknown_keys"] == 0
+        # keypad 1 unplugged from the bus: it answers no poll
+        pads.silent.add(1)
+        degraded = await h.state("bus", "degraded")
+        assert degraded["last_error"].startswith("keypad 1 does not answer polls")
+        alerts = (await h.client.get(f"{API}/alerts")).json()
+        assert [(a["kind"], a["message"]) for a in alerts] == \
+            [("keypad_silent", "bus：1号键盘（1号窗口）不应答")]
+        await h.issue(1)
+        await asyncio.to_thread(pads.press_action, 3, "call-next")    # the rest goes on
+        await h.current_is("3", "A002")
+        pads.silent.discard(1)
+        await h.state("bus", "ready")
+        await h.until_alerts_closed()
+
+
 # -- configuration ------------------------------------------------------------------------
 
 def problems(tmp_path: Path, devices: str) -> list[str]:
@@ -542,6 +599,26 @@ def test_a_keyboard_keypads_keys_are_evdev_names(tmp_path):
                for p in found), found
     found = problems(tmp_path, KEYBOARD.format(debounce_s=0.3).replace('window = "3"', ""))
     assert any("[devices.keypad_3]: missing key 'window'" in p for p in found), found
+
+
+@pytest.mark.parametrize("change, expected", [
+    (('command = "50"', 'command = "31"'), "[devices.bus.poll] command: is the answer frame's "
+                                          "show or beep command too"),
+    (('command = "50"', 'command = "50 00"'), "[devices.bus.poll] command: is 2 bytes but the "
+                                              "answer frame's command is 1"),
+    (('idle_key = "00"', 'idle_key = "0000"'), "[devices.bus.poll] idle_key: '0000' is 2 bytes"),
+    (('reply_timeout = 0.05', 'reply_timeout = 0'), "[devices.bus.poll] reply_timeout: 0 is out"),
+])
+def test_a_broken_poll_table_names_its_key(tmp_path, change, expected):
+    found = problems(tmp_path, POLLED.replace(*change))
+    assert any(expected in p for p in found), found
+
+
+def test_a_poll_needs_an_answer_frame(tmp_path):
+    start = POLLED.index("[devices.bus.answer]")
+    text = POLLED[:start] + POLLED[POLLED.index("[devices.bus.poll]"):]
+    found = problems(tmp_path, text)
+    assert any("[devices.bus] poll: needs an [devices.ID.answer] table" in p for p in found), found
 
 
 def test_a_keypad_bus_is_one_devices_alone(tmp_path):

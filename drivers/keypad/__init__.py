@@ -30,6 +30,10 @@ the service 满意). One device is one way keypads reach the daemon:
       beep = "32"                # beep (the text empty)
       rate_prompt = "{number}请评价"   # a rating keypad's display once its window completed
       thanks = "谢谢"            # ... once that ticket is rated (cleared when its time is up)
+      [devices.keypads.poll]     # optional: keypads that speak only when asked, in turn
+      command = "50"             # the poll, in the answer frame (its text empty)
+      reply_timeout = 0.05       # seconds each keypad has to answer
+      idle_key = "00"            # what a keypad answers when nothing was pressed
       ...
       [devices.keypads.keypads]  # caller keypads: address = window
       3 = "3"
@@ -132,6 +136,15 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Poll:
+    """Keypads that speak only when asked: kioskd asks each in turn (a polled RS-485 bus)."""
+
+    command: bytes                # the poll: the answer frame with this command, its text empty
+    reply_timeout: float = 0.05   # seconds a keypad has to answer before the next is asked
+    idle_key: str | None = None   # the key code a keypad answers when nothing was pressed
+
+
+@dataclass(frozen=True)
 class Settings:
     BUS_ADDRESS: ClassVar[str | None] = None   # the whole port is this device's: no address
 
@@ -139,6 +152,7 @@ class Settings:
     line: SerialLine | None = None            # a serial link ...
     frame: FrameSpec | None = None
     answer: Answer | None = None
+    poll: Poll | None = None                  # None: keypads send when pressed
     input: str | None = None                  # ... or an evdev input device
     debounce_s: float = DEBOUNCE_S
     emulate: bool = False
@@ -170,9 +184,10 @@ def _configure_serial(options: Options, debounce_s: float) -> Settings | None:
     line = read_line(options)
     frame = read_frame(options, keys=True)
     answer = _read_answer(options, frame)
+    poll = _read_poll(options, frame, answer)
     emulate = options.boolean("emulate", False)
     keypads: dict[int | None, Keypad] = {}
-    ok = line is not None and frame is not None and answer is not False
+    ok = line is not None and frame is not None and answer is not False and poll is not False
     for kind, table_name, keys_name in (("caller", "keypads", "keys"),
                                         ("rater", "raters", "rater_keys")):
         addresses = options.table(table_name)
@@ -213,7 +228,7 @@ def _configure_serial(options: Options, debounce_s: float) -> Settings | None:
     if not ok:
         return None
     return Settings(keypads=keypads, line=line, frame=frame, answer=answer or None,
-                    debounce_s=debounce_s, emulate=emulate)
+                    poll=poll or None, debounce_s=debounce_s, emulate=emulate)
 
 
 def _configure_keyboard(options: Options, debounce_s: float) -> Settings | None:
@@ -257,6 +272,38 @@ def _read_answer(options: Options, frame: FrameSpec | None) -> Answer | None | b
                                        f"{frame.address_bytes}: one keypad, one address")
         return False
     return Answer(spec, spec.command, beep, **texts)
+
+
+def _read_poll(options: Options, frame: FrameSpec | None,
+               answer: Answer | None | bool) -> Poll | None | bool:
+    """The poll table, None when there is none, False when it is broken."""
+    table = options.table("poll")
+    if table is None:
+        return None
+    command = read_hex(table, "command", required=True)
+    reply_timeout = table.number("reply_timeout", Poll.reply_timeout, above=0)
+    idle = table.string("idle_key")
+    table.finish_unread()
+    if answer is None:
+        options.problem("poll", "needs an [devices.ID.answer] table: a poll is sent in the "
+                                "frame kioskd answers keypads with")
+        return False
+    if command is None or answer is False:
+        return False
+    if len(command) != len(answer.show):
+        table.problem("command", f"is {len(command)} bytes but the answer frame's command is "
+                                 f"{len(answer.show)}")
+        return False
+    if command in (answer.show, answer.beep):
+        table.problem("command", "is the answer frame's show or beep command too")
+        return False
+    idle_key = None
+    if idle is not None:
+        idle_key = _key_code(idle, frame)
+        if isinstance(idle_key, tuple):
+            table.problem("idle_key", idle_key[0])
+            return False
+    return Poll(command, reply_timeout, idle_key)
 
 
 def _read_keys(table: Options | None, options: Options, name: str, code, addresses: str | None

@@ -7,6 +7,11 @@ key frame a keypad at that address sends, built with the driver's own
 What kioskd answers is decoded with the answer frame into a model a person
 would read off the keypads: "keypad 3 shows A012", "keypad 3 beeped twice".
 
+On a polled bus (`[devices.ID.poll]`) a keypad speaks only when asked: `press`
+keeps the key until the keypad's next poll, which it answers with it (or with
+the idle key when nothing waits), a gap after the poll's last byte; a keypad in
+`silent` answers nothing, as one unplugged from the bus.
+
 `kioskd emulate keypad` runs these keypads standalone for a technician, who
 types presses on its standard input.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +37,7 @@ class KeypadModel:
     address: int
     shows: str = ""               # its display
     beeps: int = 0
+    polls: int = 0                # polls it was asked (a polled bus)
     # every text shown, oldest first, with time.monotonic() its frame's last byte was on the wire
     answers: list[tuple[str, float]] = field(default_factory=list)
 
@@ -51,6 +58,8 @@ class EmulatedKeypads:
         self.acks = 0
         self.sent = 0                                  # frames pressed
         self.on_answer = on_answer                     # called with (keypad, "shows A012" | "beep")
+        self.silent: set[int] = set()                  # polled keypads that answer nothing
+        self._waiting: dict[int, deque[str]] = {}      # polled: keys pressed, not yet asked for
         answer = settings.answer
         self._decoder = FrameDecoder(answer.frame) if answer else None
 
@@ -87,6 +96,11 @@ class EmulatedKeypads:
     def press(self, address: int, key: str, *, times: int = 1) -> float:
         """The keypad at `address` sends `key` ("01"), `times` frames in a row (a held
         key); when the last byte was on the wire."""
+        if self.settings.poll is not None:             # kept until the keypad is asked
+            with self.changed:
+                self._waiting.setdefault(address, deque()).extend([key] * times)
+                self.sent += times
+            return time.monotonic()
         frame = self.frame(address, key)
         end = self.send(frame * times)
         with self.changed:
@@ -118,7 +132,8 @@ class EmulatedKeypads:
         with self.changed:
             return {"pty": self.port.path, "plugged": self.port.plugged, "pressed": self.sent,
                     "acks": self.acks, "rejected": len(self.rejected),
-                    "keypads": {str(k.address): {"shows": k.shows, "beeps": k.beeps}
+                    "keypads": {str(k.address): {"shows": k.shows, "beeps": k.beeps,
+                                                 "polls": k.polls}
                                 for k in sorted(self.keypads.values(),
                                                 key=lambda k: k.address)}}
 
@@ -126,6 +141,7 @@ class EmulatedKeypads:
 
     def _receive(self, data: bytes, wire_end: float) -> None:
         heard: list[tuple[KeypadModel, str]] = []
+        replies: list[tuple[bytes, float]] = []
         ack = self.settings.frame.ack
         with self.changed:
             if self._decoder is None:
@@ -140,13 +156,31 @@ class EmulatedKeypads:
                         self.rejected.append(item)
                     continue
                 end = wire_end - self.line.wire_s(self._decoder.received - item.end)
+                poll = self.settings.poll
+                if poll is not None and item.command == poll.command:
+                    reply = self._asked(item.address)
+                    if reply is not None:
+                        replies.append((reply, end + self.line.gap_s))
+                    continue
                 said = self._take(item, end)
                 if said is not None:
                     heard.append(said)
             self.changed.notify_all()
+        for reply, after in replies:
+            self.port.send(reply, after=after)
         if self.on_answer is not None:
             for keypad, what in heard:
                 self.on_answer(keypad, what)
+
+    def _asked(self, address: int) -> bytes | None:
+        """A poll to `address`: the key frame it answers, None when nobody answers."""
+        if address not in self.settings.keypads or address in self.silent:
+            return None
+        keypad = self.keypads.setdefault(address, KeypadModel(address))
+        keypad.polls += 1
+        waiting = self._waiting.get(address)
+        key = waiting.popleft() if waiting else self.settings.poll.idle_key
+        return None if key is None else self.frame(address, key)
 
     def _take(self, frame: Frame, end: float) -> tuple[KeypadModel, str] | None:
         answer = self.settings.answer

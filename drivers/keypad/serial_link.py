@@ -10,6 +10,15 @@ key: our own answers echoed by a half-duplex adapter, another vendor's traffic.
 
 Answers (`answer`, `beep`) are written by the device's worker thread while the
 reader reads: a tty takes a write and a read at once.
+
+Keypads that speak only when asked (`[devices.ID.poll]`, a polled RS-485 bus)
+are asked in turn by the reader thread: the poll goes out in the answer frame,
+and the keypad has `reply_timeout` to answer with its key frame (its `idle_key`
+when nothing was pressed). Poll and reply are one exchange under the write
+lock, so an answer to a keypad goes out between two polls, never inside one.
+With an `idle_key`, a keypad is known alive: one that missed `SILENT_POLLS`
+polls in a row makes the device `degraded` with a `keypad_silent` alert naming
+it, until it answers again.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 
 import serial
 
-from ..base import DeviceUnavailable, Health
+from ..base import Alert, DeviceUnavailable, Health, State
 from ..frames import Frame, FrameDecoder, hex_bytes
 from ..serialbus import open_serial
 from . import Settings
@@ -33,6 +42,7 @@ log = logging.getLogger("kioskd.devices")
 READ_S = 0.05              # the longest one read waits: a stop or a quiet line is seen this soon
 QUIET_S = 0.1              # a frame broken off this long is dropped, as a keypad's receiver does
 TEST_TEXT = "测试"
+SILENT_POLLS = 3           # polls a keypad may miss in a row before it is reported silent
 
 # what pyserial lets out on a port that went away
 LINK_ERRORS = (serial.SerialException, OSError, termios.error)
@@ -44,7 +54,8 @@ class SerialKeypads(KeyReader):
     def __init__(self, device_id: str, settings: Settings, timeout: float):
         super().__init__(device_id, settings, timeout)
         self.port: serial.Serial | None = None
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()        # an ack inside a poll's exchange takes it again
+        self.missed: dict[int, int] = {}            # polled keypads: polls missed in a row
 
     # --- Driver
 
@@ -74,7 +85,19 @@ class SerialKeypads(KeyReader):
         }
 
     def poll(self) -> Health:
-        return self.health()
+        health = self.health()
+        silent = sorted(address for address, missed in self.missed.items()
+                        if missed >= SILENT_POLLS)
+        if not silent:
+            return health
+        keypads = self.settings.keypads
+        names = "、".join(f"{address}号键盘（{keypads[address].window}号窗口）"
+                         for address in silent)
+        problem = (f"keypad{'s' if len(silent) > 1 else ''} "
+                   f"{', '.join(map(str, silent))} do{'' if len(silent) > 1 else 'es'} not "
+                   f"answer polls (unplugged, unpowered, or a wrong address?)")
+        return Health(State.DEGRADED, {**health.detail, "silent": silent}, problem,
+                      (Alert("keypad_silent", f"{names}不应答"),))
 
     def close(self) -> None:
         port, self.port = self.port, None
@@ -137,6 +160,8 @@ class SerialKeypads(KeyReader):
 
     def _read(self, port: serial.Serial, decoder: FrameDecoder) -> None:
         """The reader thread: until close, or until the port fails."""
+        if self.settings.poll is not None:
+            return self._ask(port, decoder)
         last = time.monotonic()
         while not self.stopping:
             try:
@@ -157,18 +182,70 @@ class SerialKeypads(KeyReader):
                 else:
                     self._rejected([item])
 
-    def _frame(self, frame: Frame, at: float) -> None:
+    def _ask(self, port: serial.Serial, decoder: FrameDecoder) -> None:
+        """The reader thread of a polled bus: every keypad in turn, until close."""
+        poll = self.settings.poll
+        spec = self.settings.answer.frame
+        asks = [(address, spec.encode(address, b"", command=poll.command))
+                for address in sorted(self.settings.keypads)]
+        while not self.stopping:
+            for address, ask in asks:
+                if self.stopping:
+                    return
+                time.sleep(self.settings.line.gap_s)    # the bus quiet before each poll
+                self.counts["polls"] += 1
+                try:
+                    with self._write_lock:
+                        port.write(ask)
+                        port.flush()
+                        answered = self._reply(port, decoder, address, poll.reply_timeout)
+                except (*LINK_ERRORS, TypeError, AttributeError) as error:
+                    self.broken(f"{self.settings.line.port} failed: {error} "
+                                "(cable or receiver unplugged?)")
+                    return
+                if poll.idle_key is not None:
+                    missed = 0 if answered else self.missed.get(address, 0) + 1
+                    if missed == SILENT_POLLS:
+                        log.warning("%s: keypad %s does not answer its polls", self.id, address)
+                    elif not missed and self.missed.get(address, 0) >= SILENT_POLLS:
+                        log.info("%s: keypad %s answers again", self.id, address)
+                    self.missed[address] = missed
+
+    def _reply(self, port: serial.Serial, decoder: FrameDecoder, address: int,
+               wait: float) -> bool:
+        """Read until the keypad at `address` answered, or `wait` is over: whether it did."""
+        deadline = time.monotonic() + wait
+        answered = False
+        while not answered and (left := deadline - time.monotonic()) > 0:
+            port.timeout = left
+            data = port.read(port.in_waiting or 1)
+            now = time.monotonic()
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    answered |= self._frame(item, now) == address
+                else:
+                    self._rejected([item])
+        port.timeout = READ_S
+        self._rejected(decoder.flush())              # what is left will never complete
+        return answered
+
+    def _frame(self, frame: Frame, at: float) -> int | None:
+        """A decoded frame: its keypad's address when it is a key frame."""
         spec = self.settings.frame
         if spec.has("command") and frame.command != spec.command:
             self.counts["not_keys"] += 1
-            return
-        self.counts["frames"] += 1
+            return None
         if spec.ack is not None:
             try:
                 self._write(spec.ack)
             except DeviceUnavailable as error:
                 self.broken(str(error))
-        self.key(frame.address, hex_bytes(frame.key), at)
+        key = hex_bytes(frame.key)
+        poll = self.settings.poll
+        if poll is None or key != poll.idle_key:       # an idle answer is no key
+            self.counts["frames"] += 1
+            self.key(frame.address, key, at)
+        return frame.address
 
     def _rejected(self, items) -> None:
         if items:
