@@ -13,7 +13,8 @@ its buzzer beeps when a key could do nothing: nothing waiting, a refusal. A
 rating keypad's display follows its window's events: when the window completes
 a ticket it asks for a rating ("A012请评价"), when the ticket is rated (on the
 keypad or the pad page) it thanks, and when the rating time is up it goes
-blank. An answer is written on the device's worker and never waited for: a
+blank. Each time a keypad bus (re)connects, its displays are written with the
+present (a caller its window's ticket, a rater what it says now), as boards are. An answer is written on the device's worker and never waited for: a
 dead keypad bus never holds up the next press, a call or the API.
 """
 
@@ -56,6 +57,7 @@ class Keypads:
                 if keypad.kind == "rater":
                     self.raters.setdefault(keypad.window, []).append((device_id, keypad.address))
         self._asking: dict[tuple[str, int], str] = {}     # rater -> the ticket it asks about
+        self._saying: dict[tuple[str, int], str] = {}     # rater -> what its display says
         self._presses: asyncio.Queue[KeyPress] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -91,6 +93,27 @@ class Keypads:
         driver = self.devices.get(device_id).driver
         if driver is not None:
             driver.listen(self._heard)
+        settings = self.config.devices[device_id].settings
+        if getattr(settings, "answer", None) is not None:
+            task = asyncio.create_task(self._restore(device_id), name=f"restore {device_id}")
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+
+    async def _restore(self, device_id: str) -> None:
+        """A keypad bus (re)connected: its displays show the present, as boards do (a
+        keypad that lost power, a daemon restarted): each caller its window's ticket,
+        each rater what it asks or says now, or blank."""
+        for keypad in self.config.devices[device_id].settings.keypads.values():
+            rater = (device_id, keypad.address)
+            if keypad.kind == "rater":
+                text = self._saying.get(rater, "")
+            else:
+                try:
+                    current = (await self.queue.window(keypad.window)).current
+                except QueueError:
+                    continue
+                text = current.number if current is not None else ""
+            self._show(device_id, keypad.address, text)
 
     def _heard(self, press: KeyPress) -> None:
         """On a keypad's reader thread: into the loop, in order."""
@@ -187,6 +210,7 @@ class Keypads:
                     continue                     # rated after another ticket was done
                 text = template.format(number=event.data.get("number", ""),
                                        window=window.name if window else window_id)
+                self._saying[rater] = text
                 self._show(rater[0], rater[1], text)
 
     def _clear_later(self, rater: tuple[str, int], ticket: str, after_s: float) -> None:
@@ -200,6 +224,7 @@ class Keypads:
             self._timers.pop(rater, None)
             if self._asking.get(rater) == ticket:
                 del self._asking[rater]
+                self._saying.pop(rater, None)
                 self._show(rater[0], rater[1], "")
         self._timers[rater] = self._loop.call_later(after_s, clear)
 

@@ -208,6 +208,10 @@ async def hall(config: Config, log: Path | None = None,
         h = Hall(app, client, log)
         for device_id in devices:
             await h.state(device_id, "ready")
+            pads = h.emulated(device_id)
+            if getattr(getattr(pads, "settings", None), "answer", None) is not None:   # displays written
+                await h.until(lambda: all(pads.keypad(a).answers for a in pads.settings.keypads),
+                              f"{device_id}'s displays to be written on connecting")
         yield h
 
 
@@ -360,8 +364,8 @@ async def test_a_rating_keypad_asks_after_a_completion_thanks_and_goes_blank(tmp
         r = await h.client.post(f"{API}/windows/3/rating", json={"ticket": ticket, "level": 4})
         assert r.status_code == 201, r.text
         await h.shows(103, "谢谢")
-        assert [text for text, _ in rater.answers] == ["A001请评价", "谢谢", "", "A002请评价",
-                                                       "谢谢"]
+        assert [text for text, _ in rater.answers] == ["", "A001请评价", "谢谢", "", "A002请评价",
+                                                       "谢谢"]      # blank from the start
         assert h.pads.keypad(3).answers[-1][0] == "A002"   # the caller keeps its number
 
 
@@ -444,6 +448,7 @@ async def test_an_unplugged_receiver_goes_offline_and_comes_back_by_itself(tmp_p
         assert r.status_code == 200
         h.pads.plug()
         await h.state("keypads", "ready")
+        await h.shows(3, "A001")              # the call made while it was down: the present
         await h.press(3, "call-next")
         await h.current_is("3", "A002")
         await h.shows(3, "A002")
@@ -547,6 +552,7 @@ async def test_polled_keypads_are_asked_in_turn_and_a_silent_one_is_reported(tmp
         assert [(a["kind"], a["message"]) for a in alerts] == \
             [("keypad_silent", "bus：1号键盘（1号窗口）不应答")]
         await h.issue(1)
+        await asyncio.sleep(DEBOUNCE_S * 1.5)                        # a new press, not a repeat
         await asyncio.to_thread(pads.press_action, 3, "call-next")    # the rest goes on
         await h.current_is("3", "A002")
         pads.silent.discard(1)
