@@ -250,13 +250,11 @@ class Keypads:
                 else (lambda driver: driver.answer(address, text)))
         except DeviceNotReady:
             return                           # the bus is down: its state says so already
-        task = asyncio.create_task(self._settle(outcome), name=f"answer {device_id}:{address}")
+        task = asyncio.ensure_future(outcome)    # a task of its own: stop may cancel it unstarted
         self._answers.add(task)
-        task.add_done_callback(self._answers.discard)
+        task.add_done_callback(self._settled)
 
-    @staticmethod
-    async def _settle(outcome) -> None:
-        try:
-            await outcome
-        except DeviceNotReady:               # logged by the supervisor as the device's state
-            pass
+    def _settled(self, task: asyncio.Future) -> None:
+        self._answers.discard(task)
+        if not task.cancelled():
+            task.exception()      # DeviceNotReady: logged by the supervisor as the device's state

@@ -55,7 +55,9 @@ class SerialKeypads(KeyReader):
         super().__init__(device_id, settings, timeout)
         self.port: serial.Serial | None = None
         self._write_lock = threading.RLock()        # an ack inside a poll's exchange takes it again
-        self.missed: dict[int, int] = {}            # polled keypads: polls missed in a row
+        # polled keypads: polls missed in a row (every key there from the start: the
+        # reader thread only changes values while a poll reads them)
+        self.missed: dict[int, int] = dict.fromkeys(settings.keypads, 0)
 
     # --- Driver
 
@@ -86,7 +88,7 @@ class SerialKeypads(KeyReader):
 
     def poll(self) -> Health:
         health = self.health()
-        silent = sorted(address for address, missed in self.missed.items()
+        silent = sorted(address for address, missed in list(self.missed.items())
                         if missed >= SILENT_POLLS)
         if not silent:
             return health
