@@ -359,7 +359,11 @@ def _key_code(text: str, frame: FrameSpec | None) -> str | tuple[str] | None:
 
 
 def _key_name(text: str) -> str | tuple[str]:
-    from evdev import ecodes         # here: only a keyboard keypad needs evdev
+    try:
+        from evdev import ecodes     # here: only a keyboard keypad needs evdev
+    except ImportError:
+        return ("cannot be checked: the evdev package is missing (keyboard keypads need "
+                "Linux and `pip install evdev`)",)
 
     if text not in ecodes.ecodes or not text.startswith(("KEY_", "BTN_")):
         return (f"'{text}' is not a key's evdev name (KEY_KP1, KEY_F1, KEY_ENTER, ...; "
