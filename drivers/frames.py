@@ -218,6 +218,33 @@ class FrameSpec:
             values["checksum"] = self._checksum_bytes(values)
         return b"".join(values[name] for name in self.layout)
 
+    def fit(self, text: str) -> tuple[bytes, set[str]]:
+        """`text` as this frame's payload, and the characters that could not go as
+        they are: control characters become spaces, those the encoding lacks '?',
+        and characters past what a frame carries, or that would put the trailer in
+        a text the trailer ends, are left out (never half a character)."""
+        text = "".join(" " if char < " " or char == "\x7f" else char for char in text)
+        guard = self.trailer if self.has("trailer") and not self.has("length") else b""
+        try:
+            payload = text.encode(self.encoding)
+            if len(payload) <= self.max_text and not (guard and guard in payload):
+                return payload, set()
+        except UnicodeEncodeError:
+            pass
+        payload, lost = bytearray(), set()
+        for char in text:
+            try:
+                data = char.encode(self.encoding)
+            except UnicodeEncodeError:
+                data = b"?"
+                lost.add(char)
+            candidate = payload + data
+            if len(candidate) > self.max_text or (guard and guard in candidate):
+                lost.add(char)
+                continue
+            payload = candidate
+        return bytes(payload), lost
+
     def text(self, frame: Frame) -> str:
         """A frame's payload as text; bytes the encoding cannot read show as U+FFFD."""
         return frame.payload.decode(self.encoding, errors="replace")

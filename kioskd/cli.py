@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, Device, load_config
 
 log = logging.getLogger("kioskd")
 
@@ -143,7 +143,6 @@ def _emulate_printer(args: argparse.Namespace) -> int:
 
 def _emulate_boards(args: argparse.Namespace) -> int:
     import drivers
-    from drivers.serialbus import emulation_problem
 
     from .config import BOARD_DRIVERS
 
@@ -159,10 +158,7 @@ def _emulate_boards(args: argparse.Namespace) -> int:
     emulators = {}
     for device in (boards[name] for name in args.devices or boards):
         port = device.settings.line.port
-        problem = emulation_problem(port)
-        if problem:
-            print(f"kioskd: {device.id}: port {port}: {problem} (in a copy of the file)",
-                  file=sys.stderr)
+        if not _can_emulate(device):
             return EXIT_CONFIG
         emulator = drivers.family(device.driver).emulate(
             device.id, replace(device.settings, emulate=True), data_dir=config.hall.data_dir)
@@ -189,12 +185,23 @@ def _emulate_boards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _can_emulate(device: Device) -> bool:
+    """Whether an emulator can sit at the device's port (a file path); if not, says why."""
+    from drivers.serialbus import emulation_problem
+
+    port = device.settings.line.port
+    problem = emulation_problem(port)
+    if problem:
+        print(f"kioskd: {device.id}: port {port}: {problem} (in a copy of the file)",
+              file=sys.stderr)
+    return problem is None
+
+
 KEYPAD_USAGE = "usage: ADDRESS ACTION or ADDRESS CODE, e.g. 3 call-next, 103 rate:5, 3 01"
 
 
 def _emulate_keypads(args: argparse.Namespace) -> int:
     from drivers.keypad.emulator import EmulatedKeypads
-    from drivers.serialbus import emulation_problem
 
     config = _load(args.config)
     if config is None:
@@ -208,10 +215,7 @@ def _emulate_keypads(args: argparse.Namespace) -> int:
               f"{', '.join(keypads) or 'none'}", file=sys.stderr)
         return EXIT_CONFIG
     port = device.settings.line.port
-    problem = emulation_problem(port)
-    if problem:
-        print(f"kioskd: {device.id}: port {port}: {problem} (in a copy of the file)",
-              file=sys.stderr)
+    if not _can_emulate(device):
         return EXIT_CONFIG
     out = threading.Lock()
 

@@ -671,22 +671,16 @@ class _Reader:
         lines = {d.id: (d.driver, d.settings.line) for d in on_lines.values()}
         for device_id, key, message in same_line_problems(lines):
             self.problem(_table_label("devices", device_id), key, message)
-        holders: dict[tuple[str, int], str] = {}
+        holders: dict[tuple[str, int | None], str] = {}
         for device in on_lines.values():
             settings = device.settings
-            key = settings.BUS_ADDRESS                  # "unit", "address"; None: the whole port
+            key = settings.BUS_ADDRESS        # "unit", "address"; None: the port is its own
             where = (settings.line.port, getattr(settings, key) if key else None)
-            if key is None or (settings.line.port, None) in holders:
-                other = holders.get((settings.line.port, None)) or next(
-                    (holder for (port, _), holder in holders.items()
-                     if port == settings.line.port), None)
-                if other is not None and devices[other].driver == device.driver:
-                    self.problem(_table_label("devices", device.id), "port",
-                                 f"{settings.line.port} is also {other}'s; a keypad bus is "
-                                 "one device's alone (put all its keypads in that device)")
-                if other is not None:
-                    continue
-            if where in holders:
+            if where in holders and key is None:
+                self.problem(_table_label("devices", device.id), "port",
+                             f"{settings.line.port} is also {holders[where]}'s; a keypad bus "
+                             "is one device's alone (put all its keypads in that device)")
+            elif where in holders:
                 self.problem(_table_label("devices", device.id), key,
                              f"{where[1]} on {settings.line.port} is also "
                              f"{holders[where]}'s; every device on a cable needs its own")

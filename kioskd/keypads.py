@@ -140,37 +140,30 @@ class Keypads:
         outcome: dict[str, Any] = {"keypad": press.address, "window": window,
                                    "action": str(action)}
         queue = self.queue
+        # the actions on the window's current ticket: the ticket they leave
+        on_ticket = {"call-next": queue.call_next, "recall": queue.recall,
+                     "start": queue.start, "complete": queue.complete,
+                     "no-show": queue.no_show}
         try:
-            match action.kind:
-                case "call-next":
-                    view = await queue.call_next(window, actor=actor)
-                    if view is None:
-                        outcome["result"] = "nothing waiting"
-                    else:
-                        outcome["number"] = view.ticket.number
-                case "recall":
-                    outcome["number"] = (await queue.recall(window, actor=actor)).ticket.number
-                case "start":
-                    outcome["number"] = (await queue.start(window, actor=actor)).ticket.number
-                case "complete":
-                    outcome["number"] = (await queue.complete(window, actor=actor)).ticket.number
-                case "no-show":
-                    outcome["number"] = (await queue.no_show(window, actor=actor)).ticket.number
-                case "pause":
-                    await queue.pause(window, actor=actor)
-                case "resume":
-                    await queue.resume(window, actor=actor)
-                case "pause-resume":
-                    paused = (await queue.window(window)).record.state is WindowState.PAUSED
-                    await (queue.resume if paused else queue.pause)(window, actor=actor)
-                    outcome["result"] = "resumed" if paused else "paused"
-                case "transfer":
-                    view = await queue.transfer(window, action.service, None, actor=actor)
+            if action.kind in on_ticket:
+                view = await on_ticket[action.kind](window, actor=actor)
+                if view is None:                 # call-next with nothing waiting
+                    outcome["result"] = "nothing waiting"
+                else:
                     outcome["number"] = view.ticket.number
-                case "rate":
-                    rated = await self.ratings.rate_latest(window, action.level, "keypad",
-                                                           actor=actor)
-                    outcome["number"] = rated.ticket.number
+            elif action.kind in ("pause", "resume", "pause-resume"):
+                resume = action.kind == "resume"
+                if action.kind == "pause-resume":
+                    resume = (await queue.window(window)).record.state is WindowState.PAUSED
+                await (queue.resume if resume else queue.pause)(window, actor=actor)
+                outcome["result"] = "resumed" if resume else "paused"
+            elif action.kind == "transfer":
+                view = await queue.transfer(window, action.service, None, actor=actor)
+                outcome["number"] = view.ticket.number
+            elif action.kind == "rate":
+                rated = await self.ratings.rate_latest(window, action.level, "keypad",
+                                                       actor=actor)
+                outcome["number"] = rated.ticket.number
         except QueueError as refused:
             outcome["refused"] = str(refused)
             log.info("%s: %s at window %s refused: %s", press.keypad, action, window, refused)

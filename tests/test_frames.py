@@ -424,3 +424,19 @@ def test_a_board_frame_has_no_key_field(tmp_path):
                                tmp_path)
     assert f"{FRAME} layout: a board's frame has no \"key\" field (that is a keypad's)" \
         in problems, problems
+
+
+def test_a_text_is_fitted_to_its_frame_whole_characters_only():
+    answer = FrameSpec(layout=("header", "address", "command", "length", "text", "checksum",
+                               "trailer"), header=b"\xaa", command=b"\x31", checksum="xor8",
+                       checksum_span=("address", "text"), trailer=b"\x55")
+    assert answer.fit("A012") == (b"A012", set())
+    assert answer.fit("A0\n12") == (b"A0 12", set())         # a control character: a space
+    small = FrameSpec(layout=answer.layout, header=b"\xaa", command=b"\x31", checksum="xor8",
+                      checksum_span=("address", "text"), trailer=b"\x55", encoding="gbk",
+                      length_bytes=1)
+    long = "请A012号到5号窗口" * 30                      # 450 bytes in GBK: more than 255
+    payload, lost = small.fit(long + "𠀀")
+    assert len(payload) <= small.max_text == 255
+    assert long.encode("gbk").startswith(payload) and payload.decode("gbk")   # never half a character
+    assert "𠀀" in lost                              # GBK lacks it, and it is past the end

@@ -93,7 +93,7 @@ class TextBoard:
         replaced: set[str] = set()
         shown = []
         for index, line in enumerate(lines):
-            payload, lost = self._payload(line.text)
+            payload, lost = spec.fit(line.text)
             replaced |= lost
             flash = line.flash and "flash" in spec.effect_names
             frame = spec.encode(settings.address, payload,
@@ -113,34 +113,6 @@ class TextBoard:
         return result
 
     # --- on the wire
-
-    def _payload(self, text: str) -> tuple[bytes, set[str]]:
-        """The text in the frame's encoding, and the characters that could not
-        go as they are: those the encoding lacks become '?', and characters past
-        what a frame carries, or that would put the trailer in a text the
-        trailer ends, are left out."""
-        spec = self.settings.frame
-        text = "".join(" " if char < " " or char == "\x7f" else char for char in text)
-        guard = spec.trailer if spec.has("trailer") and not spec.has("length") else b""
-        try:
-            payload = text.encode(spec.encoding)
-            if len(payload) <= spec.max_text and not (guard and guard in payload):
-                return payload, set()
-        except UnicodeEncodeError:
-            pass
-        payload, lost = bytearray(), set()
-        for char in text:
-            try:
-                data = char.encode(spec.encoding)
-            except UnicodeEncodeError:
-                data = b"?"
-                lost.add(char)
-            candidate = payload + data
-            if len(candidate) > spec.max_text or (guard and guard in candidate):
-                lost.add(char)
-                continue
-            payload = candidate
-        return bytes(payload), lost
 
     def _send(self, frame: bytes, what: str) -> None:
         ack = self.settings.frame.ack

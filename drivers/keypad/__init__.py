@@ -162,13 +162,13 @@ def configure(options: Options) -> Settings | None:
     """Read `[devices.ID]` for keypads; None when it has problems."""
     has_port = options.string("port") is not None
     has_input = options.string("input") is not None
-    if has_port == has_input:
-        options.problem("port" if has_port else None,
-                        "give either `port` (keypads on a serial link: an RS-485 bus or a "
-                        "receiver's port) or `input` (a USB keypad that types like a keyboard), "
-                        "not both" if has_port else
-                        "missing `port` (keypads on a serial link: an RS-485 bus or a "
-                        "receiver's port) or `input` (a USB keypad that types like a keyboard)")
+    ways = ("`port` (keypads on a serial link: an RS-485 bus or a receiver's port) or "
+            "`input` (a USB keypad that types like a keyboard)")
+    if has_port and has_input:
+        options.problem("port", f"give either {ways}, not both")
+        return None
+    if not has_port and not has_input:
+        options.problem(None, f"missing {ways}")
         return None
     debounce_s = options.number("debounce_s", DEBOUNCE_S)
     if not 0 <= debounce_s <= 10:

@@ -75,11 +75,8 @@ class KeyboardKeypad(KeyReader):
         self.stop_reading(lambda: _close(device))
 
     def self_test(self) -> dict[str, Any]:
-        """A keyboard keypad has no display to test: what it sent last, for a
-        technician pressing a key and watching `last_key`."""
-        return {"answers": False, "listening": self.path, "last_key": self.last,
-                "counts": dict(self.counts),
-                "hint": "a keyboard keypad takes no answers: press a key and read last_key"}
+        """A keyboard keypad has no display to test: what it sent (`heard`)."""
+        return self.heard(self.path)
 
     def _read(self, device) -> None:
         """The reader thread: until close, or until the keypad is unplugged."""

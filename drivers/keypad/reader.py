@@ -127,6 +127,13 @@ class KeyReader:
         self.check()
         return Health(State.READY, {"counts": dict(self.counts), "last_key": self.last})
 
+    def heard(self, where: str) -> dict[str, Any]:
+        """The self-test of keypads that take no answers: what was heard, for a
+        technician pressing a key and watching `last_key`."""
+        return {"answers": False, "listening": where, "last_key": self.last,
+                "counts": dict(self.counts),
+                "hint": "these keypads take no answers: press a key and read last_key"}
+
     def key(self, address: int | None, key: str, at: float) -> None:
         """A key read from the keypad at `address`: mapped, debounced, handed on."""
         keypad = self.settings.keypads.get(address)

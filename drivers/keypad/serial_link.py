@@ -107,12 +107,10 @@ class SerialKeypads(KeyReader):
 
     def self_test(self) -> dict[str, Any]:
         """With answers: 测试 on every keypad's display, and a beep. Without: what the
-        bus heard, for a technician pressing a key and watching `last_key`."""
+        bus heard (`heard`)."""
         answer = self.settings.answer
         if answer is None:
-            return {"answers": False, "listening": self.settings.line.port,
-                    "last_key": self.last, "counts": dict(self.counts),
-                    "hint": "these keypads take no answers: press a key and read last_key"}
+            return self.heard(self.settings.line.port)
         addresses = sorted(self.settings.keypads)
         for address in addresses:
             self.answer(address, TEST_TEXT)
@@ -129,10 +127,10 @@ class SerialKeypads(KeyReader):
         if answer is None:
             return {"answered": False}
         spec = answer.frame
-        payload = text.encode(spec.encoding, errors="replace")[:spec.max_text]
+        payload, _ = spec.fit(text)
         self._write(spec.encode(address, payload, command=answer.show))
         self.counts["answers"] += 1
-        return {"answered": True, "shows": payload.decode(spec.encoding, errors="replace")}
+        return {"answered": True, "shows": payload.decode(spec.encoding)}
 
     def beep(self, address: int) -> dict[str, Any]:
         """A short error beep, where the keypad has a buzzer."""
