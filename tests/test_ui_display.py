@@ -35,7 +35,9 @@ def call(hall: DemoHall, window: str) -> dict:
 def display(open_page, hall: DemoHall, query: str = ""):
     page = open_page(f"{hall.url}/ui/display{query}", viewport=TV)
     expect(page.locator("#hall")).to_have_text("银川市民大厅（演示）")
-    page.wait_for_function("window.kioskdDisplay && window.kioskdDisplay.stream.live")
+    # A predicate is written as a function: Playwright evaluates a function's text once,
+    # but an expression's at every poll, which the pages' CSP (no unsafe-eval) refuses.
+    page.wait_for_function("() => window.kioskdDisplay && window.kioskdDisplay.stream.live")
     return page
 
 
@@ -136,7 +138,7 @@ def test_it_comes_back_by_itself_after_the_daemon_restarts(hall, open_page):
     expect(rows.nth(0)).to_have_class(re.compile(r"\bfresh\b"))
     expect(page.locator("#now-list li:visible").first).to_contain_text(f"{missed['number']}→3号窗口")
     # The stream resumed from where it was: the missed call's event came through it.
-    page.wait_for_function(f"window.kioskdDisplay.stream.lastId >= {missed_id}")
+    page.wait_for_function("(id) => window.kioskdDisplay.stream.lastId >= id", arg=missed_id)
     expect(page.locator("#queue-list .q-count")).to_have_text(waiting_counts(hall))
     shot(page, "display-after-restart")
     clean(page)
