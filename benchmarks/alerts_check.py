@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kioskd.app import create_app  # noqa: E402
-from kioskd.config import Alerts, Config, Hall, Service, Thresholds, Window  # noqa: E402
+from kioskd.app import create_app
+from kioskd.config import Alerts, Config, Hall, Service, Thresholds, Window
 
 AIM_MS = 100.0
 

@@ -26,8 +26,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def venv_python(repo: Path) -> str:
-    candidate = repo / ".venv" / "bin" / "python"
+REPO = Path(__file__).resolve().parent.parent     # the checkout the daemon runs from
+
+
+def venv_python() -> str:
+    candidate = REPO / ".venv" / "bin" / "python"
     return str(candidate) if candidate.exists() else sys.executable
 
 
@@ -82,8 +85,7 @@ class ApiClient:
 
 
 class Daemon:
-    def __init__(self, repo: Path, config: Path, port: int, log_path: Path):
-        self.repo = repo
+    def __init__(self, config: Path, port: int, log_path: Path):
         self.config = config
         self.port = port
         self.log_path = log_path
@@ -92,7 +94,7 @@ class Daemon:
 
     @property
     def command(self) -> list[str]:
-        return [venv_python(self.repo), "-m", "kioskd.cli", "run", "-c", str(self.config),
+        return [venv_python(), "-m", "kioskd.cli", "run", "-c", str(self.config),
                 "--port", str(self.port), "--log-level", "warning"]
 
     @property
@@ -105,7 +107,7 @@ class Daemon:
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
-                self.command, cwd=self.repo, stdin=subprocess.DEVNULL, stdout=log,
+                self.command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             log.close()

@@ -29,18 +29,12 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from bench_daemon import ApiClient, Daemon, free_port
+from bench_hall import one_service_hall
+from bench_stats import percentile
 
-from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
-from bench_hall import one_service_hall  # noqa: E402
-from bench_stats import percentile  # noqa: E402
-
-from drivers.modbus_digits.emulator import BusEmulator  # noqa: E402
-from drivers.serialbus import SerialLine  # noqa: E402
+from drivers.modbus_digits.emulator import BusEmulator
+from drivers.serialbus import SerialLine
 
 BAUD = 9600
 WIDTH = 4
@@ -127,7 +121,7 @@ def main() -> int:
         port = free_port()
         config = directory / "devices.toml"
         config.write_text(hall_toml(port, args.windows, args.buses, directory), encoding="utf-8")
-        daemon = Daemon(REPO, config, port, directory / "daemon.log")
+        daemon = Daemon(config, port, directory / "daemon.log")
         daemon.start()
         try:
             setup = Clerk(port, 1, threading.Barrier(1))

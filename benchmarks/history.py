@@ -19,11 +19,9 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kioskd.config import Config, Hall, Service, Window  # noqa: E402
-from kioskd.queue import Queue, ticket_id  # noqa: E402
-from kioskd.store import SQLiteStore, connect, migrate  # noqa: E402
+from kioskd.config import Config, Hall, Service, Window
+from kioskd.queue import Queue, ticket_id
+from kioskd.store import SQLiteStore, connect, migrate
 
 SERVICES = [("property", "A"), ("business", "B"), ("social", "C"), ("fund", "D"), ("tax", "E")]
 WINDOWS = 40

@@ -34,18 +34,12 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from bench_daemon import ApiClient, Daemon, free_port
+from bench_hall import one_service_hall
+from bench_stats import percentile
 
-from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
-from bench_hall import one_service_hall  # noqa: E402
-from bench_stats import percentile  # noqa: E402
-
-from drivers.keypad.emulator import EmulatedKeypads  # noqa: E402
-from kioskd.config import loads_config  # noqa: E402
+from drivers.keypad.emulator import EmulatedKeypads
+from kioskd.config import loads_config
 
 KEY_BYTES, ANSWER_BYTES = 5, 10
 
@@ -94,7 +88,7 @@ class Hall:
         self.pads = EmulatedKeypads("keypads", settings)
         self.line = settings.line
         self.pads.start()
-        self.daemon = Daemon(REPO, config, self.port, directory / "daemon.log")
+        self.daemon = Daemon(config, self.port, directory / "daemon.log")
         self.daemon.start()
         self.api = ApiClient(self.port, timeout=60)
         deadline = time.monotonic() + 60

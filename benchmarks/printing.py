@@ -25,18 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from bench_daemon import ApiClient, Daemon, free_port
+from bench_hall import devices_toml
+from bench_stats import percentile
 
-from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
-from bench_hall import devices_toml  # noqa: E402
-from bench_stats import percentile  # noqa: E402
-
-from drivers.escpos.emulator import EmulatedPrinter  # noqa: E402
-from drivers.escpos.profiles import PROFILES  # noqa: E402
+from drivers.escpos.emulator import EmulatedPrinter
+from drivers.escpos.profiles import PROFILES
 
 PRINTER_TIMEOUT = 1.0    # seconds: what a silent printer may cost one issue
 
@@ -96,7 +90,7 @@ def main() -> int:
     printer_port = printer.listen_tcp("127.0.0.1", 0)
     with tempfile.TemporaryDirectory(prefix="kioskd-bench-print-") as tmp:
         port = free_port()
-        daemon = Daemon(REPO, hall_with_printer(Path(tmp), port, printer_port), port,
+        daemon = Daemon(hall_with_printer(Path(tmp), port, printer_port), port,
                         Path(tmp) / "daemon.log")
         daemon.start()
         try:

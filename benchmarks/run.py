@@ -37,18 +37,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+import aiohttp
 
-import aiohttp  # noqa: E402
-
-from bench_daemon import CpuSample, Daemon, free_port, machine_busy_seconds  # noqa: E402
-from bench_hall import SERVICE_IDS, WINDOW_COUNT, write_hall  # noqa: E402
-from bench_load import (CALL_NEXT, ISSUE, LIVEZ, RouteStats, ScenarioResult,  # noqa: E402
+from bench_daemon import CpuSample, Daemon, free_port, machine_busy_seconds
+from bench_hall import SERVICE_IDS, WINDOW_COUNT, write_hall
+from bench_load import (CALL_NEXT, ISSUE, LIVEZ, RouteStats, ScenarioResult,
                         Worker, issue_many, run_scenario, session)
-from bench_sqlite import CommitCeiling, durable_commit_rate  # noqa: E402
+from bench_sqlite import CommitCeiling, durable_commit_rate
 
 AIM_P99_MS = 20.0
 AIM_RATIO = 0.5
@@ -360,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     daemon = None
     for attempt in range(3):     # another program may take the free port before the daemon does
         port = free_port()
-        daemon = Daemon(REPO, write_hall(tmp, port), port, tmp / "daemon.log")
+        daemon = Daemon(write_hall(tmp, port), port, tmp / "daemon.log")
         log(f"hall in {tmp}; starting: {' '.join(daemon.command)}")
         try:
             daemon.start()

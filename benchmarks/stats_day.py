@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,19 +23,13 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import httpx
 
-import httpx  # noqa: E402
+from bench_stats import percentile
+from history import SERVICES, hall
 
-from bench_stats import percentile  # noqa: E402
-from history import SERVICES, hall  # noqa: E402
-
-from kioskd.config import Config  # noqa: E402
-from kioskd.store import connect, migrate  # noqa: E402
+from kioskd.config import Config
+from kioskd.store import connect, migrate
 
 TZ = ZoneInfo("Asia/Shanghai")
 OPENS, CLOSES = 8.5, 17.5            # hours: numbers are issued between these

@@ -34,21 +34,16 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+import httpx
 
-import httpx  # noqa: E402
+from bench_daemon import REPO
+from bench_stats import percentile
+from history import hall, measure as engine_timings, pct
+from stats_day import afternoon, filled, report, time_requests
 
-from bench_stats import percentile  # noqa: E402
-from history import hall, measure as engine_timings, pct  # noqa: E402
-from stats_day import afternoon, filled, report, time_requests  # noqa: E402
-
-from kioskd import stats  # noqa: E402
-from kioskd.app import create_app  # noqa: E402
-from kioskd.config import Config  # noqa: E402
+from kioskd import stats
+from kioskd.app import create_app
+from kioskd.config import Config
 
 AIM_DAY_MS = 100.0
 AIM_YEAR_S = 2.0

@@ -23,14 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-for path in (HERE, REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from bench_daemon import ApiClient, Daemon, free_port  # noqa: E402
-from bench_stats import percentile  # noqa: E402
+from bench_daemon import ApiClient, Daemon, free_port
+from bench_stats import percentile
 
 PLAYER = """#!/bin/bash
 printf '%s %s\\n' "$EPOCHREALTIME" "$1" >> {log}
@@ -96,7 +90,7 @@ def run_calls(directory: Path, calls: int, ahead: bool) -> tuple[list[float], di
     port = free_port()
     config = directory / "devices.toml"
     config.write_text(hall_toml(port, player, ahead), encoding="utf-8")
-    daemon = Daemon(REPO, config, port, directory / "daemon.log")
+    daemon = Daemon(config, port, directory / "daemon.log")
     daemon.start()
     latencies = []
     try:

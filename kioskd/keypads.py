@@ -14,8 +14,9 @@ rating keypad's display follows its window's events: when the window completes
 a ticket it asks for a rating ("A012请评价"), when the ticket is rated (on the
 keypad or the pad page) it thanks, and when the rating time is up it goes
 blank. Each time a keypad bus (re)connects, its displays are written with the
-present (a caller its window's ticket, a rater what it says now), as boards are. An answer is written on the device's worker and never waited for: a
-dead keypad bus never holds up the next press, a call or the API.
+present (a caller its window's ticket, a rater what it says now), as boards
+are. An answer is written on the device's worker and never waited for: a dead
+keypad bus never holds up the next press, a call or the API.
 """
 
 from __future__ import annotations

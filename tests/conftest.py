@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -19,6 +20,8 @@ from kioskd.app import create_app
 from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window, loads_config
 from kioskd.queue import Queue
 from kioskd.store import SQLiteStore
+
+T = TypeVar("T")
 
 TZ = ZoneInfo("Asia/Shanghai")
 OPENING = datetime(2026, 11, 30, 9, 0, tzinfo=TZ).timestamp()   # a Monday, 9:00
@@ -152,15 +155,25 @@ async def device_view(client: httpx.AsyncClient, device_id: str) -> dict:
     return r.json()
 
 
+async def eventually(read: Callable[[], Awaitable[T]], holds: Callable[[T], object],
+                     what: str, wait: float = 10.0, every: float = 0.02) -> T:
+    """Read (an API answer, an emulator's model) until what was read holds, and return
+    it; fail after `wait` seconds, showing the last reading. The one poll-with-a-timeout
+    of the asyncio tests."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while not holds(value := await read()):
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"waited {wait:g} s for {what}; last read: {value!r}"
+        await asyncio.sleep(every)
+    return value
+
+
 async def device_in_state(client: httpx.AsyncClient, device_id: str, state: str,
                           wait: float = 10.0) -> dict:
     """Poll the device until it is in `state`; fails after `wait` seconds."""
-    deadline = asyncio.get_running_loop().time() + wait
-    while (device := await device_view(client, device_id))["state"] != state:
-        assert asyncio.get_running_loop().time() < deadline, \
-            f"{device_id} stayed {device['state']} ({device['last_error']}), not {state}"
-        await asyncio.sleep(0.02)
-    return device
+    return await eventually(lambda: device_view(client, device_id),
+                            lambda device: device["state"] == state,
+                            f"{device_id} to be {state}", wait)
 
 
 class HallClient:
@@ -192,11 +205,9 @@ class HallClient:
 
     async def until(self, condition: Callable[[], bool], what: str) -> None:
         """Poll `condition` (it reads an emulator's model) until it holds."""
-        deadline = asyncio.get_running_loop().time() + self.wait
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"waited {self.wait} s for {what}"
-            await asyncio.sleep(0.01)
+        async def read() -> bool:
+            return condition()
+        await eventually(read, bool, what, self.wait, every=0.01)
 
     async def device(self, device_id: str) -> dict:
         return await device_view(self.client, device_id)

@@ -10,7 +10,6 @@ and finds the same."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Clock, device_in_state, running, serving, small_hall
+from conftest import Clock, device_in_state, eventually, running, serving, small_hall
 from drivers.escpos import Settings
 from drivers.escpos.codec import PrinterStatus
 from drivers.escpos.connection import parse_connection
@@ -324,13 +323,10 @@ def printer_hall(tmp_path: Path, printer: EmulatedPrinter | None, **thresholds) 
 
 async def alerts_become(client: httpx.AsyncClient, kinds: list[str]) -> list[dict]:
     """Poll /alerts until it lists `kinds` (the printer is polled every 0.1 s)."""
-    deadline = asyncio.get_running_loop().time() + 10
-    while True:
-        listed = (await client.get(f"{API}/alerts")).json()
-        if [a["kind"] for a in listed] == kinds:
-            return listed
-        assert asyncio.get_running_loop().time() < deadline, f"alerts stayed {listed}"
-        await asyncio.sleep(0.02)
+    async def listed() -> list[dict]:
+        return (await client.get(f"{API}/alerts")).json()
+    return await eventually(listed, lambda alerts: [a["kind"] for a in alerts] == kinds,
+                            f"the alerts {kinds}")
 
 
 @pytest.fixture
@@ -485,10 +481,8 @@ async def test_the_watch_looks_by_itself(tmp_path, clock):
     async with hall(config, clock) as h:
         await h.press("4", "pause")
         clock.advance(minutes=16)                       # no event, no call: its own round
-        deadline = asyncio.get_running_loop().time() + 5
-        while not (found := await h.open_of("paused")):
-            assert asyncio.get_running_loop().time() < deadline, "the watch never looked"
-            await asyncio.sleep(0.02)
+        found = await eventually(lambda: h.open_of("paused"), bool,
+                                 "the watch to look by itself", wait=5)
         assert [a["key"] for a in found] == ["paused:4"]
 
 

@@ -8,7 +8,6 @@ tokens for every role so that each action is made by the role a hall would use.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from conftest import Clock, serving, small_hall
+from conftest import Clock, eventually, serving, small_hall
 from kioskd import audit
 from kioskd.config import Audit, Auth, ConfigError, loads_config
 
@@ -233,14 +232,10 @@ async def test_entries_go_after_the_retention_and_never_before_180_days(tmp_path
 
 async def purge_entry(day: Day, wait: float = 10.0) -> dict:
     """Poll today's log until the start-up purge has written its entry."""
-    deadline = asyncio.get_running_loop().time() + wait
-    while True:
-        found = [e for e in await day.log() if e["action"] == "audit.purged"]
-        if found:
-            [entry] = found
-            return entry
-        assert asyncio.get_running_loop().time() < deadline, "no purge within 10 s"
-        await asyncio.sleep(0.02)
+    async def purges() -> list[dict]:
+        return [e for e in await day.log() if e["action"] == "audit.purged"]
+    [entry] = await eventually(purges, bool, "the start-up purge's entry", wait)
+    return entry
 
 
 def test_a_retention_under_180_days_is_refused(tmp_path):

@@ -34,7 +34,7 @@ from evdev import ecodes
 
 from drivers.voice.speaker import read_log
 from kioskd.config import Config, ConfigError, loads_config
-from conftest import HallClient, hall_toml, serving
+from conftest import HallClient, eventually, hall_toml, serving
 from test_voice import speaker, voice_table
 
 API = "/api/v1"
@@ -166,29 +166,21 @@ class Hall(HallClient):
         return r.json()
 
     async def until_window(self, window_id: str, condition, what: str) -> dict:
-        deadline = asyncio.get_running_loop().time() + self.wait
-        while not condition(window := await self.window(window_id)):
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"window {window_id} never {what}: {window}"
-            await asyncio.sleep(0.01)
-        return window
+        return await eventually(lambda: self.window(window_id), condition,
+                                f"window {window_id} to be {what}", self.wait, every=0.01)
 
     async def until_alerts_closed(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.wait
-        while alerts := (await self.client.get(f"{API}/alerts")).json():
-            assert asyncio.get_running_loop().time() < deadline, f"alerts stay open: {alerts}"
-            await asyncio.sleep(0.02)
+        async def alerts() -> list:
+            return (await self.client.get(f"{API}/alerts")).json()
+        await eventually(alerts, lambda listed: not listed, "the alerts to close", self.wait)
 
     async def current(self, window_id: str) -> str | None:
         ticket = (await self.window(window_id))["current"]
         return ticket["number"] if ticket else None
 
     async def current_is(self, window_id: str, number: str | None) -> None:
-        deadline = asyncio.get_running_loop().time() + self.wait
-        while (now := await self.current(window_id)) != number:
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"window {window_id} has {now}, not {number}"
-            await asyncio.sleep(0.01)
+        await eventually(lambda: self.current(window_id), lambda now: now == number,
+                         f"window {window_id} to have {number}", self.wait, every=0.01)
 
     async def shows(self, address: int, text: str) -> None:
         await self.until(lambda: self.pads.keypad(address).shows == text,
@@ -313,16 +305,12 @@ async def test_a_rating_after_completion_lands_in_the_statistics(tmp_path):
         await h.current_is("3", None)
         await h.press(103, "rate:2")
         await h.until(lambda: h.counts()["presses"] >= 5, "five presses")
-        r = await h.client.get(f"{API}/stats")
-        assert r.status_code == 200, r.text
-        stats = r.json()
-        window = {w["id"]: w for w in stats["windows"]}["3"]
-        deadline = asyncio.get_running_loop().time() + h.wait
-        while window["ratings"]["rated"] < 1:
-            assert asyncio.get_running_loop().time() < deadline, window
-            await asyncio.sleep(0.02)
-            window = {w["id"]: w for w in (await h.client.get(f"{API}/stats")).json()
-                      ["windows"]}["3"]
+        async def window_3() -> dict:
+            r = await h.client.get(f"{API}/stats")
+            assert r.status_code == 200, r.text
+            return {w["id"]: w for w in r.json()["windows"]}["3"]
+        window = await eventually(window_3, lambda w: w["ratings"]["rated"] >= 1,
+                                  "window 3's rating in /stats", h.wait)
         assert window["ratings"]["by_level"]["2"] == 1 and window["ratings"]["bad"] == 1
         # a second rating of the same service is refused, as the API refuses it
         await h.press(103, "rate:5")                            # another key: not a repeat

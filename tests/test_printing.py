@@ -9,7 +9,6 @@ emulated printer reports (paper, cover) or does (goes silent, drops the link).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import threading
@@ -30,7 +29,7 @@ from drivers.escpos.emulator import Decoder, EmulatedPrinter
 from drivers.escpos.profiles import PROFILES
 from drivers.escpos.connection import parse_connection
 from kioskd.config import Config, Device
-from conftest import demo_hall, device_in_state, device_view, serving, small_hall
+from conftest import demo_hall, device_in_state, device_view, eventually, serving, small_hall
 
 API = "/api/v1"
 TIMEOUT = 0.5          # the printers' timeout here: a silent printer costs this much
@@ -110,14 +109,12 @@ class Hall:
     async def published(self, device_id: str, state: str) -> list[str]:
         """The device's `device.changed` states, once the last says `state`: the
         state shows in /devices a moment before its event is committed."""
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while True:
-            states = [e["state"] for e in self.events("device.changed")
-                      if e["device"] == device_id]
-            if states and states[-1] == state:
-                return states
-            assert asyncio.get_running_loop().time() < deadline, states
-            await asyncio.sleep(0.01)
+        async def states() -> list[str]:
+            return [e["state"] for e in self.events("device.changed")
+                    if e["device"] == device_id]
+        return await eventually(states, lambda seen: seen and seen[-1] == state,
+                                f"{device_id}'s device.changed to say {state}", WAIT,
+                                every=0.01)
 
 
 @asynccontextmanager
@@ -289,10 +286,7 @@ async def test_a_printer_that_is_not_there_reconnects_with_backoff_and_logs_once
     async with hall(hall_with_printers(tmp_path, f"tcp://127.0.0.1:{port}")) as h:
         async def attempts() -> int:
             return h.app.state.devices.get("printer_1").attempts
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while await attempts() < 2:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.02)
+        await eventually(attempts, lambda n: n >= 2, "two connection attempts", WAIT)
         device = await h.device()
         assert device["state"] == "offline"
         assert "127.0.0.1" in device["last_error"]

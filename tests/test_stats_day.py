@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import Clock, serving
+from conftest import Clock, eventually, serving
 from kioskd.config import Config, Evaluation, Hall, Service, Window
 from kioskd.queue import Conflict, Queue
 from kioskd import stats
@@ -679,11 +679,10 @@ async def test_past_days_are_summarised_in_the_background_at_start(three_days, t
         assert r.status_code == 200
         wanted = {d.isoformat() for d in three_days.days} | {
             (three_days.days[-1] + timedelta(days=1)).isoformat()}        # an empty day too
-        deadline = time.monotonic() + 30
-        while (versions := await store.read(lambda tx: tx.day_summary_versions(
-                "2000-01-01", later.isoformat()))) != dict.fromkeys(wanted, SUMMARY_VERSION):
-            assert time.monotonic() < deadline, f"kept after 30 s: {sorted(versions)}"
-            await asyncio.sleep(0.05)
+        await eventually(lambda: store.read(lambda tx: tx.day_summary_versions(
+                             "2000-01-01", later.isoformat())),
+                         lambda versions: versions == dict.fromkeys(wanted, SUMMARY_VERSION),
+                         "every past day summarised", wait=30, every=0.05)
         answer = await get(client, "/stats", **{"from": three_days.days[0].isoformat(),
                                                 "to": later.isoformat()})
     assert (answer["days"], answer["days_from_summaries"], answer["days_computed"]) == (5, 4, 1)

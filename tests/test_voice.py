@@ -29,7 +29,7 @@ from drivers.voice.speech import announcement
 from drivers.voice.wav import chime, read_wav
 from kioskd.config import Config, loads_config
 from daemon import free_port
-from conftest import Clock, HallClient, demo_hall, hall_toml, serving
+from conftest import Clock, HallClient, demo_hall, eventually, hall_toml, serving
 
 API = "/api/v1"
 WAIT = 20.0              # how long a test waits for the voice before it fails
@@ -97,12 +97,9 @@ class Hall(HallClient):
 
     async def detail_until(self, condition: Callable[[dict], bool], what: str,
                            device_id: str = "voice") -> dict:
-        deadline = asyncio.get_running_loop().time() + WAIT
-        while not condition(detail := (await self.device(device_id))["detail"]):
-            assert asyncio.get_running_loop().time() < deadline, \
-                f"waited {WAIT} s for {what}; detail: {detail}"
-            await asyncio.sleep(0.02)
-        return detail
+        async def detail() -> dict:
+            return (await self.device(device_id))["detail"]
+        return await eventually(detail, condition, what, WAIT)
 
 
 @asynccontextmanager

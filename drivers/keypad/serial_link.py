@@ -155,8 +155,7 @@ class SerialKeypads(KeyReader):
             raise DeviceUnavailable(f"{self.settings.line.port} did not take a frame within "
                                     f"{self.timeout:g} s (a stuck adapter?)") from None
         except LINK_ERRORS as error:
-            raise DeviceUnavailable(f"{self.settings.line.port} failed: {error} "
-                                    "(cable or receiver unplugged?)") from None
+            raise DeviceUnavailable(self._failed(error)) from None
 
     def _read(self, port: serial.Serial, decoder: FrameDecoder) -> None:
         """The reader thread: until close, or until the port fails."""
@@ -167,8 +166,7 @@ class SerialKeypads(KeyReader):
             try:
                 data = port.read(port.in_waiting or 1)
             except (*LINK_ERRORS, TypeError, AttributeError) as error:   # closed under it
-                self.broken(f"{self.settings.line.port} failed: {error} "
-                            "(cable or receiver unplugged?)")
+                self.broken(self._failed(error))
                 return
             now = time.monotonic()
             if not data:
@@ -200,8 +198,7 @@ class SerialKeypads(KeyReader):
                         port.flush()
                         answered = self._reply(port, decoder, address, poll.reply_timeout)
                 except (*LINK_ERRORS, TypeError, AttributeError) as error:
-                    self.broken(f"{self.settings.line.port} failed: {error} "
-                                "(cable or receiver unplugged?)")
+                    self.broken(self._failed(error))
                     return
                 if poll.idle_key is not None:
                     missed = 0 if answered else self.missed.get(address, 0) + 1
@@ -246,6 +243,9 @@ class SerialKeypads(KeyReader):
             self.counts["frames"] += 1
             self.key(frame.address, key, at)
         return frame.address
+
+    def _failed(self, error: Exception) -> str:
+        return f"{self.settings.line.port} failed: {error} (cable or receiver unplugged?)"
 
     def _rejected(self, items) -> None:
         if items:
