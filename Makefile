@@ -1,8 +1,10 @@
 # kioskd: `make run` starts the demo hall on http://127.0.0.1:8080, `make test` runs every test.
 CONFIG ?= devices.toml
 PYTEST_ARGS ?=
+PREFIX ?= /opt/kioskd
+DESTDIR ?=
 
-.PHONY: run test bench check clean
+.PHONY: run test bench check clean install uninstall
 
 run:
 	@scripts/bootstrap.sh run
@@ -26,6 +28,17 @@ bench:
 check:
 	@scripts/bootstrap.sh run
 	.venv/bin/kioskd check -c $(CONFIG)
+
+# `sudo make install`: kioskd as a system service on the hall's PC (README: Install in a
+# hall); DESTDIR=DIR installs into a staging tree instead of /.
+install:
+	@scripts/bootstrap.sh run
+	.venv/bin/kioskd install --prefix $(PREFIX) $(if $(DESTDIR),--root $(DESTDIR))
+
+# Removes what install put in place; keeps the data (/var/lib/kioskd) and /etc/kioskd.
+uninstall:
+	@scripts/bootstrap.sh run
+	.venv/bin/kioskd uninstall --prefix $(PREFIX) $(if $(DESTDIR),--root $(DESTDIR))
 
 clean:
 	rm -rf .venv var .pytest_cache .hypothesis

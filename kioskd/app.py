@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,7 +26,7 @@ from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
-from . import audit, stats, ui
+from . import audit, logs, stats, ui
 from .alerts import Watch
 from .appointments import Appointments
 from .boards import Boards
@@ -34,10 +34,11 @@ from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
 from .keypads import Keypads
+from .metrics import Metrics
 from .printing import Printing
 from .ratings import Ratings
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
-from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable
+from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable, store_file
 from .voice import Voices
 
 log = logging.getLogger("kioskd")
@@ -55,8 +56,9 @@ def create_app(config: Config, store: Store | None = None,
     """The daemon's application. `store` and `clock` are for tests."""
     bus = EventBus()
     if store is None:
-        store = SQLiteStore(config.hall.data_dir / "kioskd.db")
+        store = SQLiteStore(store_file(config.hall.data_dir))
     store.on_commit = bus.publish
+    bus.listen(logs.log_events)
     queue = Queue(config, store, clock)
     devices = Supervisor(config, store, clock)
     boards = Boards(config, queue, bus, devices, clock)
@@ -64,6 +66,7 @@ def create_app(config: Config, store: Store | None = None,
     alerts = Watch(config, queue, bus, devices)
     ratings = Ratings(queue, bus)
     keypads = Keypads(config, queue, ratings, bus, devices)
+    metrics = Metrics(config, queue, bus, devices, voices)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -93,7 +96,7 @@ def create_app(config: Config, store: Store | None = None,
             await devices.stop()
             bus.close()
             await store.close()
-            log.info("store closed cleanly")
+            log.info("store: closed cleanly")
 
     app = FastAPIOffline(                # /docs from local files: a hall has no internet
         title="kioskd",
@@ -122,6 +125,7 @@ def create_app(config: Config, store: Store | None = None,
     app.state.devices = devices
     app.state.boards = boards
     app.state.voices = voices
+    app.state.metrics = metrics
     app.state.alerts = alerts
     app.state.printing = Printing(config, queue, devices)
     app.state.guard = Guard(config)
@@ -136,6 +140,15 @@ def create_app(config: Config, store: Store | None = None,
     async def healthz() -> dict:
         await store.transact(lambda tx: None)     # the store answers, too
         return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
+
+    # Public like /healthz: counts, states and device ids, never a token or a person.
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             summary="Prometheus metrics (text format; OpenMetrics when asked)",
+             responses={200: {"content": {"text/plain": {}},
+                              "description": "every metric is listed in docs/api.md"}})
+    async def prometheus(request: Request) -> Response:
+        body, content_type = await metrics.scrape(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     for router in (tickets.router, windows.router, hall.router, events_api.router,
                    devices_api.terminal_router, devices_api.router, supervision.router,
@@ -276,7 +289,7 @@ async def _roll_over_at_midnight(queue: Queue) -> None:
         try:
             await queue.roll_over()
         except Exception:
-            log.exception("day rollover failed; it runs again before the next operation")
+            log.exception("queue: the day rollover failed; it runs again before the next operation")
         await _purge_expired(queue)
 
 

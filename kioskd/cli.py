@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
-import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from .config import Config, ConfigError, Device, load_config
+from . import logs
+from .systemd import Notifier
 
-log = logging.getLogger("kioskd")
+if TYPE_CHECKING:
+    from .devices import Supervisor
 
 EXIT_CONFIG = 2
 
@@ -28,14 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the daemon in the foreground")
-    run.add_argument("-c", "--config", default="devices.toml", type=Path)
+    _config_option(run)
     run.add_argument("--host", help="bind address (default: [server] host)")
     run.add_argument("--port", type=int, help="port (default: [server] port)")
     run.add_argument("--log-level", default=os.environ.get("KIOSKD_LOG_LEVEL", "info"),
                      choices=["debug", "info", "warning", "error"])
 
     check = commands.add_parser("check", help="validate a devices.toml without opening devices")
-    check.add_argument("-c", "--config", default="devices.toml", type=Path)
+    _config_option(check)
 
     emulate = commands.add_parser("emulate", help="run an emulated device in the foreground")
     emulated = emulate.add_subparsers(dest="device", required=True)
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ones named), each on a pseudo-terminal linked at its `port` path, and "
                     "print what each board shows whenever it changes. Boards sharing a port "
                     "share one emulated bus.")
-    board.add_argument("-c", "--config", default="devices.toml", type=Path)
+    _config_option(board)
     board.add_argument("devices", nargs="*", metavar="DEVICE", help="board device ids")
 
     keypad = emulated.add_parser(
@@ -64,13 +67,36 @@ def main(argv: list[str] | None = None) -> int:
                     "bus. Type one press a line: ADDRESS ACTION (3 call-next, 103 rate:5) or "
                     "ADDRESS CODE (3 01, the key code in hex). What kioskd answers is printed "
                     "(keypad 3 shows A012, keypad 3 beeps).")
-    keypad.add_argument("-c", "--config", default="devices.toml", type=Path)
+    _config_option(keypad)
     keypad.add_argument("keypads", nargs="?", metavar="DEVICE",
                         help="the keypad device (default: the file's only one)")
 
+    backup = commands.add_parser(
+        "backup", help="copy the store to a file while the daemon runs",
+        description="Take a consistent copy of the hall's store (SQLite's online backup: "
+                    "every ticket committed when it starts), while the daemon goes on. "
+                    "PATH is a new file, or a folder to put kioskd-YYYYMMDD-HHMMSS.db in.")
+    _config_option(backup)
+    backup.add_argument("path", type=Path, metavar="PATH")
+
+    restore = commands.add_parser(
+        "restore", help="replace the store with a backup (the daemon stopped)",
+        description="Replace the hall's store with a backup taken by `kioskd backup`. "
+                    "Refused while a daemon runs on the store (systemctl stop kioskd "
+                    "first). The store it replaces is kept beside it.")
+    _config_option(restore)
+    restore.add_argument("backup", type=Path, metavar="BACKUP")
+
+    from .install import add_commands
+    add_commands(commands)          # install, uninstall, hardware: kioskd/install.py
+
     args = parser.parse_args(argv)
+    if hasattr(args, "handler"):
+        return args.handler(args)
     if args.command == "check":
         return _check(args.config)
+    if args.command in ("backup", "restore"):
+        return _backup_or_restore(args)
     if args.command == "emulate" and args.device == "board":
         return _emulate_boards(args)
     if args.command == "emulate" and args.device == "keypad":
@@ -78,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "emulate":
         return _emulate_printer(args)
     return _run(args)
+
+
+CONFIG_LOCATIONS = (Path("devices.toml"), Path("/etc/kioskd/devices.toml"))
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    """-c: $KIOSKD_CONFIG, else ./devices.toml, else an installed hall's file."""
+    default = os.environ.get("KIOSKD_CONFIG") or next(
+        (str(path) for path in CONFIG_LOCATIONS if path.exists()), str(CONFIG_LOCATIONS[0]))
+    parser.add_argument("-c", "--config", default=default, type=Path,
+                        help=f"the hall's devices.toml (default: {default})")
 
 
 def _load(path: Path) -> Config | None:
@@ -96,6 +133,29 @@ def _check(path: Path) -> int:
         return EXIT_CONFIG
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
+    return 0
+
+
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    from .backup import BackupError, backup, restore
+    from .store import store_file
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    db = store_file(config.hall.data_dir)
+    try:
+        if args.command == "backup":
+            print(f"backed up: {backup(db, args.path)}")
+            return 0
+        restored, kept = restore(args.backup, db)
+    except BackupError as exc:
+        print(f"kioskd {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored: {restored}")
+    if kept is not None:
+        print(f"the store it replaced is kept as {kept}")
+    print("next: systemctl start kioskd")
     return 0
 
 
@@ -275,6 +335,7 @@ def _is_hex(text: str) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from .api.deps import is_loopback, unguarded_roles
     from .app import create_app
+    from .store import StoreInUse, StoreLock, store_file
 
     config = _load(args.config)
     if config is None:
@@ -288,24 +349,23 @@ def _run(args: argparse.Namespace) -> int:
               "or bind to 127.0.0.1.", file=sys.stderr)
         return EXIT_CONFIG
 
-    logging.basicConfig(level=args.log_level.upper(), force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_without_library_chatter)
+    try:                          # a clear line now, not a traceback from start-up
+        lock = StoreLock(store_file(config.hall.data_dir))
+        lock.acquire("kioskd run")
+        lock.release()
+    except (StoreInUse, OSError) as exc:
+        print(f"kioskd: {exc}", file=sys.stderr)
+        return 1
+    logs.setup(args.log_level)
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(
         app, host=host, port=port, log_level=args.log_level, lifespan="on",
         log_config=None,          # uvicorn logs through ours: one format, and kioskd's own lines kept
         timeout_graceful_shutdown=10, access_log=False, server_header=False,
-        proxy_headers=False))     # clients connect directly; no proxy's headers to trust
+        proxy_headers=False),     # clients connect directly; no proxy's headers to trust
+        app.state.devices)
     server.run()
     return 0 if server.started else 1
-
-
-def _without_library_chatter(record: logging.LogRecord) -> bool:
-    """python-escpos logs every open and close on the root logger at INFO; the
-    device supervisor already logs each state change once."""
-    return record.levelno >= logging.WARNING or f"{os.sep}escpos{os.sep}" not in record.pathname
 
 
 GC_THRESHOLD = (10_000, 10, 10)
@@ -325,32 +385,38 @@ def _settle_memory() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def _sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) how we are; a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.sendto(message.encode(), address)
-    except OSError as exc:
-        log.warning("systemd notify failed: %s", exc)
-
-
 class _NotifyingServer(uvicorn.Server):
-    """uvicorn's server, telling systemd when it is ready and when it stops."""
+    """uvicorn's server, telling systemd when it is ready, that its event loop is
+    alive, how the hall's devices are, and when it stops."""
+
+    def __init__(self, config: uvicorn.Config, devices: Supervisor):
+        super().__init__(config)
+        self.devices = devices
+        self.systemd = Notifier()
+        self._heartbeat: asyncio.Task | None = None
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
         if self.started:
             _settle_memory()
-            _sd_notify("READY=1")
+            self.systemd.notify("READY=1")
+            self.systemd.status(self._status())
+            self._heartbeat = asyncio.create_task(self.systemd.keep_alive(self._status),
+                                                  name="systemd-watchdog")
 
     async def shutdown(self, sockets=None) -> None:
-        _sd_notify("STOPPING=1")
+        self.systemd.notify("STOPPING=1")
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         await super().shutdown(sockets)
+        self.systemd.close()
+
+    def _status(self) -> str:
+        """What `systemctl status kioskd` shows: the devices not ready, by name."""
+        views = self.devices.views()
+        unwell = [f"{view.id} {view.state.value}" for view in views
+                  if view.state.value not in ("ready", "disabled")]
+        return (f"{len(views)} devices: " + (", ".join(unwell) if unwell else "all ready"))
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)

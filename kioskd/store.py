@@ -23,7 +23,9 @@ A PostgreSQL store for halls that outgrow one machine implements the same
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +40,7 @@ from .records import (Actor, AlertRecord, Appointment, AppointmentStatus, AuditE
 log = logging.getLogger("kioskd.store")
 
 T = TypeVar("T")
+STORE_FILE = "kioskd.db"   # in the hall's data_dir
 MAX_BATCH = 64           # operations per commit
 COMMIT_TIMEOUT = 10.0    # seconds an fsync may take before callers are told
 
@@ -787,6 +790,44 @@ def _audit(row: sqlite3.Row) -> AuditEntry:
                       detail=json.loads(detail), id=id_)
 
 
+def store_file(data_dir: Path) -> Path:
+    """Where the embedded store of a hall with this data dir lives."""
+    return Path(data_dir) / STORE_FILE
+
+
+class StoreInUse(RuntimeError):
+    """Another process holds the store: a daemon running on it, or a restore."""
+
+
+class StoreLock:
+    """An exclusive lock on a store file, held by the one process working on it: a
+    second daemon on the same data dir refuses to start, and `kioskd restore` never
+    replaces a running daemon's store. An flock: the kernel lets go when the
+    process dies, so a crash leaves nothing to clean up. The file says who holds it."""
+
+    def __init__(self, db: Path):
+        self.db = Path(db)
+        self.path = self.db.with_name(self.db.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self, holder: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise StoreInUse(f"{self.db} is in use by {who or 'another process'}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{holder} (pid {os.getpid()})\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)          # the lock goes with it; the file stays (no unlink race)
+
 
 class SQLiteStore:
     """The embedded store: one SQLite file, one connection, group commit.
@@ -798,15 +839,21 @@ class SQLiteStore:
     def __init__(self, path: Path, on_commit: Callable[[list[Event]], None] | None = None):
         self.path = Path(path)
         self.on_commit = on_commit
+        self._lock = StoreLock(self.path)
         self._conn: sqlite3.Connection | None = None
         self._accepting = False
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
     async def open(self) -> None:
-        conn = await asyncio.to_thread(connect, self.path)
-        await asyncio.to_thread(migrate, conn)
-        await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+        await asyncio.to_thread(self._lock.acquire, "kioskd run")
+        try:
+            conn = await asyncio.to_thread(connect, self.path)
+            await asyncio.to_thread(migrate, conn)
+            await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
         self._conn = conn
         self._accepting = True
 
@@ -817,6 +864,7 @@ class SQLiteStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.to_thread(self._close_connection, conn)
+        self._lock.release()
 
     @staticmethod
     def _close_connection(conn: sqlite3.Connection) -> None:

@@ -88,6 +88,8 @@ class Announcer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     made_ahead: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # called with the device's id and what it said as each announcement begins (metrics)
+    on_said: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings = self.device.device.settings
@@ -189,6 +191,8 @@ class Announcer:
                 "waited_s": round(outcome.get("started_at", self.clock()) - item.at, 3),
                 **driver.said(clip, outcome)}
         device.status.detail["last_announcement"] = said
+        for listener in self.on_said:
+            listener(self.id, said)
         await device.apply(driver.health())
         return said
 
@@ -253,6 +257,7 @@ class Voices(Follower):
                  clock: Callable[[], float] = time.time):
         super().__init__(config, queue, bus, devices, clock)
         self.announcers: dict[str, Announcer] = {}
+        self.on_said: list[Callable[[str, dict[str, Any]], None]] = []   # see Announcer.on_said
         self._windows = {w.id: w for w in config.windows}
         self._lines_changed = asyncio.Event()
 
@@ -260,7 +265,8 @@ class Voices(Follower):
         for device_id, supervised in self.devices.devices.items():
             if supervised.device.driver != "voice" or supervised.driver is None:
                 continue                           # not a voice, or disabled
-            announcer = Announcer(supervised, self.devices.emit, self.clock)
+            announcer = Announcer(supervised, self.devices.emit, self.clock,
+                                  on_said=self.on_said)
             self.announcers[device_id] = announcer
             supervised.tester = announcer.test
             self.spawn(announcer.run(), f"voice {device_id}")

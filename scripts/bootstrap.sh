@@ -14,9 +14,11 @@ PYTHON=${PYTHON:-python3}
 # line the other engine); alsa-utils: aplay, the default player. chromium: the
 # browser tests drive Debian's Chromium through Playwright (never a downloaded one).
 # gcc, libc6-dev, linux-libc-dev: evdev (keyboard keypads) builds against the kernel's
-# input headers; it has no binary wheel.
+# input headers; it has no binary wheel. The install tests run the real tools: systemd
+# (systemd-analyze verify, systemd-sysusers), udev (udevadm), and cage beside chromium
+# (verify finds the kiosk unit's programs).
 apt_run=(fonts-noto-cjk espeak-ng alsa-utils gcc libc6-dev linux-libc-dev)
-apt_test=(chromium)
+apt_test=(chromium systemd udev cage)
 case "$purpose" in
   run)  wanted=("${apt_run[@]}") ;;
   test) wanted=("${apt_run[@]}" "${apt_test[@]}") ;;

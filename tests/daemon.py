@@ -70,20 +70,31 @@ class PortTaken(RuntimeError):
 class Daemon:
     """One `kioskd run` subprocess on a free loopback port."""
 
-    def __init__(self, config: Path, port: int | None = None):
+    def __init__(self, config: Path, port: int | None = None, env: dict[str, str] | None = None,
+                 launcher: list[str] | None = None, log_level: str = "info"):
+        """`env` is added to ours; `launcher` comes before the command (e.g. a shell
+        that exports the process's own pid, as systemd's WATCHDOG_PID)."""
         self.config = config
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log = config.parent / f"kioskd-{self.port}.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.launcher = launcher or []
+        self.log_level = log_level
 
-    def start(self, timeout: float = 20) -> Daemon:
+    def launch(self) -> Daemon:
+        """Start the process and return at once."""
         out = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kioskd.cli", "run", "-c", str(self.config),
-             "--port", str(self.port), "--log-level", "info"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [*self.launcher, sys.executable, "-m", "kioskd.cli", "run", "-c", str(self.config),
+             "--port", str(self.port), "--log-level", self.log_level],
+            stdout=out, stderr=subprocess.STDOUT, env=self.env)
         out.close()
+        return self
+
+    def start(self, timeout: float = 20) -> Daemon:
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -101,6 +101,17 @@ def test_without_a_terminal_the_page_says_how_to_set_it_up(hall, open_page):
     assert_clean(page)
 
 
+def test_a_long_press_or_right_click_opens_no_browser_menu(hall, open_page):
+    """No Chromium flag disables the context menu (kioskd-kiosk@.service): the page
+    refuses it. A real right click, through Chromium's input, on a service tile."""
+    page = open_kiosk(open_page, hall)
+    page.evaluate("() => { window.menus = []; addEventListener('contextmenu',"
+                  " (event) => window.menus.push(event.defaultPrevented)); }")
+    page.locator(".tile").first.click(button="right")
+    page.wait_for_function("() => window.menus.length === 1")
+    assert page.evaluate("() => window.menus") == [True]
+
+
 def test_a_refused_token_asks_the_technician_for_one(hall, open_page):
     page = open_page(f"{hall.url}/ui/kiosk?terminal=kiosk_1#token=stale", viewport=PORTRAIT, touch=True)
     form = page.locator("#token-form")

@@ -134,7 +134,8 @@ def _font_path(bold: bool) -> Path | None:
 def _font(bold: bool, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     path = _font_path(bold) or _font_path(False)
     if path is None:
-        log.warning("no CJK font found (install fonts-noto-cjk): Chinese will show as boxes")
+        log.warning("printer emulator: no CJK font found (install fonts-noto-cjk); "
+                    "Chinese will show as boxes")
         return ImageFont.load_default(size)
     for index in range(10 if path.suffix == ".ttc" else 1):
         try:

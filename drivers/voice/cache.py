@@ -106,7 +106,7 @@ class ClipCache:
                 continue
             total -= self._clips.pop(key).size
             removed += 1
-        log.info("voice cache %s: removed %d least used clips, %d MB left", self.folder,
+        log.info("voice: cache %s: removed %d least used clips, %d MB left", self.folder,
                  removed, total // 1_000_000)
 
     def stats(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Query, Request, Response, status
 
 from ..queue import Queue
@@ -63,7 +65,9 @@ async def call_next(w: str, request: Request):
     the services it serves: priority tickets first, then the one waiting longest.
     204 when nothing is waiting; 409 when the window is paused or closed."""
     queue: Queue = request.app.state.queue
+    asked = time.perf_counter()
     view = await queue.call_next(w, actor=actor(request))
+    request.app.state.metrics.call_next.observe(time.perf_counter() - asked)
     if view is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return TicketOut.of(view, queue).answer()

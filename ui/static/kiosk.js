@@ -749,6 +749,9 @@ function wire() {
   for (const type of ["pointerdown", "touchstart", "keydown", "wheel", "scroll"]) {
     document.addEventListener(type, touched, { capture: true, passive: true });
   }
+  // A long press (or a right click) would open the browser's menu: print, save,
+  // inspect. No Chromium flag turns it off, so the page refuses it.
+  document.addEventListener("contextmenu", (event) => event.preventDefault());
   $("#elder").addEventListener("click", () => { setElder(!elder); });
   $("#lang").addEventListener("click", () => {
     setLang(lang === "zh" ? "en" : "zh", { remember: false });
