@@ -62,8 +62,11 @@ def backup(db: Path, destination: Path) -> Summary:
         raise BackupError(f"{destination.parent} is not a folder")
     partial = destination.with_name(destination.name + ".partial")
     with as_owner_of(db.parent):
-        source = _open_read_only(db)
-        source.execute("SELECT count(*) FROM sqlite_master").fetchone()   # -wal, -shm theirs
+        try:
+            source = _open_read_only(db)
+            source.execute("SELECT count(*) FROM sqlite_master").fetchone()   # -wal, -shm theirs
+        except sqlite3.Error as exc:
+            raise BackupError(f"cannot read the store {db}: {exc}") from exc
     try:
         try:
             target = sqlite3.connect(partial)

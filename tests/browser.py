@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from drivers.escpos.emulator import EmulatedPrinter
-from conftest import SHIPPED_HALL
+from conftest import SHIPPED_HALL, until
 from daemon import Daemon, PortTaken, free_ports
 
 CHROMIUM = "/usr/bin/chromium"
@@ -169,11 +168,7 @@ class DemoHall:
 
     def until(self, condition: Callable[[], Any], what: str, timeout: float = 10) -> Any:
         """Poll `condition()` until it returns something truthy; fail after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while not (result := condition()):
-            assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
-            time.sleep(0.05)
-        return result
+        return until(condition, what, timeout, every=0.05)
 
 
 def running_hall(tmp_path_factory: Any, name: str, **options: Any) -> Iterator[DemoHall]:

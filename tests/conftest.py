@@ -168,6 +168,16 @@ async def eventually(read: Callable[[], Awaitable[T]], holds: Callable[[T], obje
     return value
 
 
+def until(condition: Callable[[], T], what: str, wait: float = 10.0, every: float = 0.02) -> T:
+    """Call `condition()` until it returns something truthy, and return that; fail
+    after `wait` seconds. The one poll-with-a-timeout of the synchronous tests."""
+    deadline = time.monotonic() + wait
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"waited {wait:g} s for {what}"
+        time.sleep(every)
+    return result
+
+
 async def device_in_state(client: httpx.AsyncClient, device_id: str, state: str,
                           wait: float = 10.0) -> dict:
     """Poll the device until it is in `state`; fails after `wait` seconds."""

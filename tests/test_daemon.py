@@ -164,7 +164,7 @@ def test_sigterm_mid_burst_answers_in_flight_requests_and_closes_cleanly(
             t.join(30)
     assert {status for status, _ in answers} == {201}, "every answer was a success"
     log = daemon.output()
-    assert "store closed cleanly" in log
+    assert "store: closed cleanly" in log
     db = hall_file.parent / "var" / "kioskd.db"
     wal = db.with_name("kioskd.db-wal")
     assert not wal.exists() or wal.stat().st_size == 0, "the WAL was checkpointed on close"

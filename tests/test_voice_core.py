@@ -23,6 +23,8 @@ from drivers.voice.synth import SynthesisError, Synthesizer, VoiceSettings, make
 from drivers.voice.wav import (EmptyWav, Pcm, WavError, chime, join, read_wav, resample,
                                silence, write_wav)
 
+from conftest import until
+
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ("pyttsx3", "espeak-ng")
 MANDARIN = "sit/cmn-latn-pinyin"
@@ -32,13 +34,6 @@ CALL = "请A 零一二号到5号窗口办理"
 # (peak near full scale); the quietest words measured, "A七" alone, 0.086.
 # 0.02 is far under any speech and far over silence or a click or two.
 SPEECH_RMS = 0.02
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
 
 
 def running(pid: int) -> bool:
@@ -322,7 +317,7 @@ def test_a_killed_worker_is_replaced_and_the_call_still_made(synthesizers, tmp_p
     synth = synthesizers("pyttsx3")
     killed = synth.pid
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: not running(killed))           # dead, not yet reaped
+    until(lambda: not running(killed), "the killed player to die", 5)           # dead, not yet reaped
     spoken = synth.synthesize(CALL, tmp_path / "call.wav")
     assert spoken.rms > SPEECH_RMS
     assert synth.pid not in (None, killed)
@@ -343,7 +338,7 @@ def test_close_ends_a_stuck_synthesis_from_another_thread(synthesizers, tmp_path
 
     thread = threading.Thread(target=synthesize)
     thread.start()
-    wait_for(lambda: synth._in_use is not None)      # the request is on its way
+    until(lambda: synth._in_use is not None, "the request to reach the engine", 5)      # the request is on its way
     started = time.monotonic()
     synth.close()
     thread.join(5)
@@ -378,7 +373,7 @@ wait
     assert time.monotonic() - started < 2 * 0.5 + 2
     hung = [int(pid) for pid in pids.read_text().split()]
     assert len(hung) == 2                          # the attempt and exactly one retry
-    wait_for(lambda: not any(map(running, hung)), timeout=2)   # SIGKILLed: ending now
+    until(lambda: not any(map(running, hung)), "the hung players to end", 2)   # SIGKILLed: ending now
 
 
 def test_a_missing_espeak_ng_is_named(synthesizers):
@@ -430,7 +425,7 @@ def test_a_hanging_speaker_can_be_killed(tmp_path):
     log = tmp_path / "played.jsonl"
     process = run_speaker("--log", str(log), "--hang", str(clip), wait=False)
     try:
-        wait_for(lambda: log.exists() and log.read_text())
+        until(lambda: log.exists() and log.read_text(), "the player's log", 5)
         assert process.poll() is None
     finally:
         process.kill()
