@@ -26,7 +26,8 @@ from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
 from .api.models import DeviceOut
-from . import audit, logs, stats, ui
+from . import audit, backup, logs, stats, ui
+from .aio import within
 from .alerts import Watch
 from .appointments import Appointments
 from .boards import Boards
@@ -48,6 +49,7 @@ STATUS_OF = {NotFound: 404, Conflict: 409, Invalid: 422}
 HISTORY_AT_START = 20_000
 MAX_BODY = 64 * 1024       # bytes; a larger body is answered 413
 DETAIL_MAX = 1000          # characters of an error's detail
+DAILY_BACKUP_TIMEOUT_S = 600   # a bound, not an aim: the copy runs off the loop
 ECHO_MAX = 80              # characters of a quoted value the caller sent, echoed back
 
 
@@ -280,9 +282,10 @@ def _short(part: object) -> str:
 
 async def _roll_over_at_midnight(queue: Queue) -> None:
     """Close yesterday's leftovers just after each local midnight, then let go of
-    the audit entries past the hall's retention (and once at start: the daemon may
-    have been off at midnight)."""
+    the audit entries past the hall's retention and take the day's backup (and
+    both once at start: the daemon may have been off at midnight)."""
     await _purge_expired(queue)
+    await _daily_backup(queue)
     while True:
         delay = queue.next_midnight(queue.clock()) - queue.clock() + 1
         await asyncio.sleep(max(delay, 1))
@@ -291,6 +294,25 @@ async def _roll_over_at_midnight(queue: Queue) -> None:
         except Exception:
             log.exception("queue: the day rollover failed; it runs again before the next operation")
         await _purge_expired(queue)
+        await _daily_backup(queue)
+
+
+async def _daily_backup(queue: Queue) -> None:
+    """The day's copy of an SQLite store, off the loop (WAL: calls go on meanwhile)."""
+    db = getattr(queue.store, "path", None)
+    if db is None or not queue.config.backup.keep:
+        return
+    folder = queue.config.backup.folder or queue.config.hall.data_dir / "backups"
+    try:
+        made, removed = await within(asyncio.to_thread(
+            backup.daily, db, folder, queue.day_of(queue.clock()), queue.config.backup.keep),
+            DAILY_BACKUP_TIMEOUT_S)
+    except Exception as exc:
+        log.error("backup: the day's copy in %s failed (%s); it is tried again after "
+                  "midnight", folder, exc)
+        return
+    if made is not None:
+        log.info("backup: %s%s", made, f"; removed {len(removed)} older" if removed else "")
 
 
 async def _purge_expired(queue: Queue) -> None:

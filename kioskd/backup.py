@@ -7,6 +7,10 @@ the writer). The copy is written beside its destination, checked, made a single
 self-contained file (journal mode DELETE), then renamed into place: a backup that
 exists is whole.
 
+`daily` is the daemon's own copy, one a day (at start and after each midnight, when
+the day has none yet), keeping the newest `[backup] keep` of them and removing only
+its own older copies.
+
 `restore` replaces the store with a backup only while it holds the store's lock,
 so never under a running daemon; the store it replaces is kept beside it.
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -92,9 +97,32 @@ def backup(db: Path, destination: Path) -> Summary:
     return summary(destination)
 
 
-def restore(source_file: Path, db: Path) -> tuple[Summary, Path | None]:
+DAILY = re.compile(r"kioskd-\d{4}-\d\d-\d\d\.db")
+
+
+def daily(db: Path, folder: Path, day: str, keep: int) -> tuple[Summary | None, list[Path]]:
+    """The day's copy in `folder` unless it is there, then the daily copies beyond
+    the newest `keep` removed (and no other file); returns what was made and removed."""
+    if keep == 0:
+        return None, []
+    folder.mkdir(parents=True, exist_ok=True)
+    today = folder / f"kioskd-{day}.db"
+    made = None if today.exists() else backup(db, today)
+    copies = sorted(path for path in folder.iterdir() if DAILY.fullmatch(path.name))
+    removed = copies[:-keep]
+    for path in removed:
+        path.unlink()
+    return made, removed
+
+
+def restore(source_file: Path, db: Path) -> tuple[Summary, Path | None, str | None]:
     """Replace the store `db` with the backup `source_file`; returns what it now
-    holds and where the store it replaced was kept (None when there was none)."""
+    holds, where the store it replaced was kept (None when there was none), and a
+    warning when that store's ticket numbers could not be carried over.
+
+    The numbers: a backup's per-day counters stop where the copy was taken, while
+    the hall may have handed out later numbers on paper since. The restored store
+    counts on from the higher of the two, so no number is given twice in a day."""
     if not source_file.is_file():
         raise BackupError(f"there is no backup at {source_file}")
     source = _open_read_only(source_file)
@@ -116,6 +144,7 @@ def restore(source_file: Path, db: Path) -> tuple[Summary, Path | None]:
                 try:
                     source.backup(target)
                     target.execute("PRAGMA journal_mode = WAL")    # as the daemon keeps it
+                    warning = _carry_numbers(kept, target) if kept else None
                 finally:
                     target.close()
                 _fsync(restoring)
@@ -125,7 +154,26 @@ def restore(source_file: Path, db: Path) -> tuple[Summary, Path | None]:
                 lock.release()
     finally:
         source.close()
-    return summary(db), kept
+    return summary(db), kept, warning
+
+
+def _carry_numbers(replaced: Path, target: sqlite3.Connection) -> str | None:
+    """Raise the target's per-day counters to the replaced store's."""
+    try:
+        old = _open_read_only(replaced)
+        try:
+            counters = old.execute("SELECT day, prefix, last FROM sequences").fetchall()
+        finally:
+            old.close()
+    except sqlite3.Error as exc:
+        return (f"the replaced store's ticket numbers could not be read ({exc}): numbers "
+                "handed out after the backup was taken may be given again today")
+    with target:
+        target.executemany(
+            "INSERT INTO sequences (day, prefix, last) VALUES (?, ?, ?) "
+            "ON CONFLICT (day, prefix) DO UPDATE SET last = max(last, excluded.last)",
+            counters)
+    return None
 
 
 def summary(path: Path) -> Summary:

@@ -148,13 +148,16 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
         if args.command == "backup":
             print(f"backed up: {backup(db, args.path)}")
             return 0
-        restored, kept = restore(args.backup, db)
+        restored, kept, warning = restore(args.backup, db)
     except BackupError as exc:
         print(f"kioskd {args.command}: {exc}", file=sys.stderr)
         return 1
     print(f"restored: {restored}")
     if kept is not None:
-        print(f"the store it replaced is kept as {kept}")
+        print(f"the store it replaced is kept as {kept}; today's ticket numbers go on "
+              "from where it stopped")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print("next: systemctl start kioskd")
     return 0
 

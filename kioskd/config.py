@@ -144,6 +144,14 @@ class Audit:
 
 
 @dataclass(frozen=True)
+class Backup:
+    """[backup]: the copy of the store the daemon takes each day by itself."""
+
+    keep: int = 7                   # the newest this many daily copies stay; 0: none taken
+    folder: Path | None = None      # None: backups/ in the data dir
+
+
+@dataclass(frozen=True)
 class Device:
     id: str
     driver: str
@@ -169,6 +177,7 @@ class Config:
     appointments: Appointments = field(default_factory=Appointments)
     evaluation: Evaluation = field(default_factory=Evaluation)
     audit: Audit = field(default_factory=Audit)
+    backup: Backup = field(default_factory=Backup)
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -199,7 +208,8 @@ PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 
 # Problems come out in this order, whatever order the tables had in the file.
 _SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "categories": 4, "windows": 5,
-                  "devices": 6, "alerts": 7, "appointments": 8, "evaluation": 9, "audit": 10}
+                  "devices": 6, "alerts": 7, "appointments": 8, "evaluation": 9, "audit": 10,
+                  "backup": 11}
 
 _HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
               "print_materials")
@@ -211,6 +221,7 @@ _ALERTS_KEYS = ("check_every_s", "pause_min", "device_offline_s") + _THRESHOLD_K
 _APPOINTMENTS_KEYS = ("check_in_before_min", "check_in_after_min")
 _EVALUATION_KEYS = ("within_s",)
 _AUDIT_KEYS = ("retention_days",)
+_BACKUP_KEYS = ("keep", "folder")
 MIN_AUDIT_RETENTION_DAYS = 180
 _GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes", "where")
 _CATEGORY_KEYS = ("id", "name", "name_en", "services")
@@ -222,13 +233,21 @@ _COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_l
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 
 
+TOKENS_FILE = "tokens.env"      # beside devices.toml: the values of its ${VAR}s
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a devices.toml; raise ConfigError listing every problem at once.
 
-    `env` is where `${VAR}` references are looked up (os.environ when None). Problem
-    lines never include the file's name: the caller, who knows it, prefixes it.
+    `env` is where `${VAR}` references are looked up; when None, the environment,
+    and for what it lacks, a tokens.env beside the file (so `sudo kioskd check` or
+    `kioskd backup` reads an installed hall's file as the service, given the same
+    file as its EnvironmentFile, does). Problem lines never include the file's
+    name: the caller, who knows it, prefixes it.
     """
     path = Path(path)
+    if env is None:
+        env = {**read_env_file(path.parent / TOKENS_FILE), **os.environ}
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -244,6 +263,29 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError([f"line {line}: not valid UTF-8 (save the file as UTF-8)"]) from None
     config = loads_config(text, base_dir=path.absolute().parent, env=env)
     return replace(config, path=path.absolute())
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=VALUE lines, as systemd's EnvironmentFile= reads them (# comments, blank
+    lines, a value in matching quotes); nothing when the file is missing or not ours
+    to read."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        name, equals, value = line.removeprefix("export ").partition("=")
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
 
 
 def loads_config(
@@ -361,6 +403,7 @@ class _Reader:
         server = self.read_server(data.get("server", _MISSING))
         alerts = self.read_alerts(data.get("alerts", _MISSING))
         appointments, evaluation, audit = self.read_supervision(data)
+        backup = self.read_backup(data.get("backup", _MISSING))
         services = self.read_services(data.get("services", _MISSING), alerts.thresholds)
         categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
@@ -372,7 +415,7 @@ class _Reader:
         return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
                       windows=tuple(windows.values()), devices=devices, categories=categories,
                       alerts=alerts, appointments=appointments, evaluation=evaluation,
-                      audit=audit)
+                      audit=audit, backup=backup)
 
     def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
         if value is _MISSING:
@@ -478,6 +521,16 @@ class _Reader:
                                                    low=MIN_AUDIT_RETENTION_DAYS))
             t.finish(_AUDIT_KEYS)
         return appointments, evaluation, audit
+
+    def read_backup(self, value: Any) -> Backup:
+        t = self.table("[backup]", value)
+        if t is None:
+            return Backup()
+        folder = t.string("folder")
+        backup = Backup(keep=t.integer("keep", Backup.keep, low=0, high=3660),
+                        folder=self.resolve(folder) if folder else None)
+        t.finish(_BACKUP_KEYS)
+        return backup
 
     # -- [[services]] -------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The audit log: a scripted day of a hall, every change in it found in GET /audit with
 who made it; filters by day, window, ticket and actor; nothing can change an entry;
-entries go only after the hall's retention, and never before 180 days.
+entries go only after the hall's retention, never before 180 days, and the purge
+takes nothing else.
 
 The application runs in-process on a real SQLite store (conftest's `serving`), with
 tokens for every role so that each action is made by the role a hall would use.
@@ -228,6 +229,18 @@ async def test_entries_go_after_the_retention_and_never_before_180_days(tmp_path
         # whatever a caller asks, the store keeps what is younger than 180 days
         assert await queue.run(audit.purge_expired, 1, queue.day_of) == 0
         assert [e["action"] for e in await day.log(ticket=recent["id"])] == ["ticket.issued"]
+
+        # the retention takes what it names and nothing else: the old ticket, its
+        # events and its day's statistics stay
+        r = await client.get(f"{API}/tickets/{old['id']}")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        old_day = queue.day_of(long_ago)
+        r = await client.get(f"{API}/stats", params={"date": old_day}, headers=bearer("s"))
+        assert r.status_code == 200 and r.json()["totals"]["issued"] == 1
+    with sqlite3.connect(config.hall.data_dir / "kioskd.db") as db:
+        events = db.execute("SELECT type FROM events WHERE data LIKE ? ORDER BY id",
+                            (f'%{old["id"]}%',)).fetchall()
+    assert events == [("ticket.issued",), ("ticket.cancelled",)]
 
 
 async def purge_entry(day: Day, wait: float = 10.0) -> dict:

@@ -14,14 +14,17 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from kioskd.backup import daily
+from kioskd.config import Backup, ConfigError, loads_config
 from kioskd.store import MIGRATIONS
 
-from conftest import until
+from conftest import Clock, eventually, serving, small_hall, until
 from daemon import Daemon, hall_toml
 
 API = "/api/v1"
@@ -151,9 +154,27 @@ def test_restore_is_refused_under_a_running_daemon_then_puts_the_backup_back(
             assert get(daemon, ticket["id"]).json()["number"] == ticket["number"]
         for ticket in later:
             assert get(daemon, ticket["id"]).status_code == 404
+        # A004 and A005 are on paper in the hall: the numbering goes on after them
+        assert issue(daemon)["number"] == "A006"
     finally:
         daemon.stop()
     assert db.exists()
+
+
+def test_a_damaged_store_is_replaced_with_a_warning_about_the_numbers(
+        hall: Path, tmp_path: Path):
+    daemon = Daemon(hall).start()
+    try:
+        issue(daemon)
+        assert kioskd("backup", "-c", hall, tmp_path / "b.db").returncode == 0
+    finally:
+        daemon.stop()
+    db = tmp_path / "var" / "kioskd.db"
+    db.write_bytes(b"\0" * 4096)                           # the disk ate it
+    restored = kioskd("restore", "-c", hall, tmp_path / "b.db")
+    assert restored.returncode == 0, restored.stderr
+    assert "may be given again today" in restored.stderr
+    assert tickets_in(db) and len(tickets_in(db)) == 1
 
 
 def test_what_is_not_a_backup_is_refused_and_nothing_changes(hall: Path, tmp_path: Path):
@@ -233,3 +254,55 @@ def issue(daemon: Daemon) -> dict:
 
 def get(daemon: Daemon, ticket_id: str) -> httpx.Response:
     return httpx.get(f"{daemon.url}{API}/tickets/{ticket_id}", timeout=10)
+
+
+# ---------------------------------------------------------------- the daily copy
+
+async def test_the_daemon_keeps_a_copy_a_day_and_removes_only_its_own_old_ones(tmp_path: Path):
+    """Days pass as restarts (start-up takes the day's copy like each midnight does)."""
+    config = replace(small_hall(tmp_path / "var"), backup=Backup(keep=2))
+    folder = tmp_path / "var" / "backups"
+    clock = Clock()
+    days = []
+    for n in range(3):
+        async with serving(config, clock) as (app, client):
+            day = app.state.queue.day_of(clock())
+            days.append(day)
+            copy = folder / f"kioskd-{day}.db"
+            await eventually(async_value(copy.exists), bool, f"{copy.name}")
+            r = await client.post(f"{API}/tickets", json={"service": "property"})
+            assert r.status_code == 201
+            if n == 0:
+                (folder / "notes.txt").write_text("the technician's")
+                (folder / "kioskd-before-the-move.db").write_bytes(b"theirs")
+        clock.advance(hours=24)
+    # each copy holds the days before it (taken at start, before that day's ticket)
+    assert len(tickets_in(folder / f"kioskd-{days[2]}.db")) == 2
+    assert len(tickets_in(folder / f"kioskd-{days[1]}.db")) == 1
+    assert sorted(p.name for p in folder.iterdir()) == sorted([
+        f"kioskd-{days[1]}.db", f"kioskd-{days[2]}.db",      # keep = 2: the first went
+        "kioskd-before-the-move.db", "notes.txt"])
+
+
+def test_keep_0_takes_no_copy_and_the_settings_are_checked(tmp_path: Path):
+    db = tmp_path / "kioskd.db"
+    sqlite3.connect(db).close()
+    assert daily(db, tmp_path / "backups", "2026-11-30", keep=0) == (None, [])
+    assert not (tmp_path / "backups").exists()
+
+    base = hall_toml(1)
+    config = loads_config(base + '[backup]\nkeep = 30\nfolder = "/srv/copies"\n',
+                          base_dir=tmp_path)
+    assert config.backup == Backup(keep=30, folder=Path("/srv/copies"))
+    assert loads_config(base, base_dir=tmp_path).backup == Backup(keep=7, folder=None)
+    for bad, words in (("keep = -1", "[backup] keep"), ("keep = \"7\"", "[backup] keep"),
+                       ("kept = 3", "[backup]"), ("folder = 5", "[backup] folder")):
+        with pytest.raises(ConfigError) as refused:
+            loads_config(base + f"[backup]\n{bad}\n", base_dir=tmp_path)
+        assert any(words in problem for problem in refused.value.problems), refused.value
+
+
+def async_value(read):
+    async def value():
+        return read()
+    return value

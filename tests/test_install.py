@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kioskd.api.deps import unguarded_roles
-from kioskd.config import load_config
+from kioskd.config import load_config, read_env_file
 from kioskd.install import PREFIX, token_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,7 @@ def kioskd(*args: str, user: int | None = None) -> subprocess.CompletedProcess:
 
 
 def tokens_of(root: Path) -> dict[str, str]:
-    lines = (root / "etc/kioskd/tokens.env").read_text(encoding="utf-8").splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return read_env_file(root / "etc/kioskd/tokens.env")
 
 
 def group_members(root: Path) -> dict[str, set[str]]:
@@ -142,13 +141,24 @@ def test_the_installed_kioskd_runs_and_its_config_passes_check_with_the_tokens(i
     assert Path(pages.stdout.strip()).is_relative_to(installed)
 
     config = installed / "etc/kioskd/devices.toml"
-    env = {"PATH": os.environ["PATH"], **tokens_of(installed)}
-    checked = subprocess.run([program, "check", "-c", config], env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 0, checked.stderr
-    unset = subprocess.run([program, "check", "-c", config], env={"PATH": os.environ["PATH"]},
-                           capture_output=True, text=True, timeout=60)
-    assert unset.returncode == 2 and "${KIOSKD_KIOSK_TOKEN} is not set" in unset.stderr
+
+    def check(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([program, "check", "-c", config],
+                              env={"PATH": os.environ["PATH"], **env},
+                              capture_output=True, text=True, timeout=60)
+    # the tokens come from tokens.env beside the file, as the service gets them
+    assert check().returncode == 0, check().stderr
+    # the environment wins over the file
+    empty = check(KIOSKD_KIOSK_TOKEN="")
+    assert empty.returncode == 2 and "[auth] kiosk" in empty.stderr, empty.stderr
+    tokens = installed / "etc/kioskd/tokens.env"
+    tokens.rename(tokens.with_name("moved.env"))
+    try:
+        unset = check()
+        assert unset.returncode == 2 and "${KIOSKD_KIOSK_TOKEN} is not set" in unset.stderr
+        assert check(**read_env_file(tokens.with_name("moved.env"))).returncode == 0
+    finally:
+        tokens.with_name("moved.env").rename(tokens)
 
     hall = load_config(config, env=tokens_of(installed))
     assert hall.server.host == "0.0.0.0" and unguarded_roles(hall) == []
