@@ -298,7 +298,7 @@ def _next_steps(root: Path, prefix: Path, say: Say) -> None:
 kioskd is installed{where}: {prefix}/bin/kioskd, linked as /usr/local/bin/kioskd.
 Next:
   1. Describe the hall in /etc/kioskd/devices.toml, then check it:
-       sudo kioskd check
+       sudo kioskd check -c /etc/kioskd/devices.toml
   2. Start the daemon, now and at every boot:
        sudo systemctl enable --now kioskd
      and on a PC whose screen is a touch terminal (its id in devices.toml):

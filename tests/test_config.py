@@ -18,6 +18,7 @@ from kioskd.config import (
     check_config,
     load_config,
     loads_config,
+    read_env_file,
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "devices.toml"
@@ -924,3 +925,25 @@ def test_supervision_mistakes_name_their_table_and_key(tmp_path):
     for words in expected:
         assert any(words in p for p in found), (words, found)
     assert len(found) == len(expected), found
+
+
+def test_a_tokens_env_beside_the_file_fills_its_variables_the_environment_wins(
+        tmp_path: Path, monkeypatch):
+    """As systemd's EnvironmentFile= reads it: comments, quotes, `export`."""
+    monkeypatch.delenv("KIOSK_T", raising=False)
+    monkeypatch.delenv("SUPER_T", raising=False)
+    (tmp_path / "tokens.env").write_text(
+        "# the hall's tokens\n\nexport KIOSK_T=from-file\nSUPER_T=\"quoted value\"\n"
+        "not a line\n; also a comment\n", encoding="utf-8")
+    assert read_env_file(tmp_path / "tokens.env") == {"KIOSK_T": "from-file",
+                                                      "SUPER_T": "quoted value"}
+    path = write(tmp_path, hall_toml('[auth]\nkiosk = ["${KIOSK_T}"]\n'
+                                     'supervisor = ["${SUPER_T}"]\n'))
+    config = load_config(path)
+    assert config.auth.kiosk == ("from-file",) and config.auth.supervisor == ("quoted value",)
+    monkeypatch.setenv("KIOSK_T", "from-env")
+    assert load_config(path).auth.kiosk == ("from-env",)
+    # an explicit env is the whole truth: the file is not read
+    with pytest.raises(ConfigError, match="KIOSK_T"):
+        load_config(path, env={})
+    assert read_env_file(tmp_path / "missing.env") == {}

@@ -92,7 +92,7 @@ def test_install_puts_every_file_in_place_and_says_what_comes_next(installed):
             == (REPO / "systemd/devices.toml").read_text(encoding="utf-8"))
 
     said = (root / "install-output.txt").read_text(encoding="utf-8")
-    assert "kioskd check -c /etc/kioskd/devices.toml" in said
+    assert "sudo kioskd check -c /etc/kioskd/devices.toml" in said
     assert "systemctl enable --now kioskd\n" in said
     assert "systemctl enable --now kioskd-kiosk@kiosk_1" in said
     # the checkout is left as it was: its pages are still there, pip built elsewhere
