@@ -24,6 +24,7 @@ bench:
 	.venv/bin/python benchmarks/stats_year.py
 	.venv/bin/python benchmarks/alerts_check.py
 	.venv/bin/python benchmarks/keypads.py
+	.venv/bin/python benchmarks/backup.py
 
 check:
 	@scripts/bootstrap.sh run
