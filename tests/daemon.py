@@ -46,6 +46,21 @@ def hall_toml(windows: int = 4) -> str:
     return HALL_TOML.format(windows="\n".join(blocks))
 
 
+DEAD_PRINTER = """
+[devices.printer_1]
+driver = "escpos"
+connection = "tcp://127.0.0.1:{port}"
+"""
+
+
+def hall_with_a_dead_printer(directory: Path, windows: int = 2) -> Path:
+    """A devices.toml in `directory`: a hall whose one printer is a TCP address nobody
+    listens on, so it goes offline and stays there."""
+    path = directory / "devices.toml"
+    path.write_text(hall_toml(windows) + DEAD_PRINTER.format(port=free_port()))
+    return path
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 

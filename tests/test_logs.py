@@ -18,7 +18,7 @@ import pytest
 from kioskd.logs import FOLD, LineFormatter, to_journal
 
 from conftest import until
-from daemon import Daemon, free_port, hall_toml
+from daemon import Daemon, hall_with_a_dead_printer
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
@@ -87,14 +87,7 @@ def test_journald_is_recognised_by_the_stream_it_gave(tmp_path: Path, monkeypatc
 
 @pytest.fixture
 def hall(tmp_path: Path) -> Path:
-    """Two windows and a printer nobody listens for (it goes offline)."""
-    path = tmp_path / "devices.toml"
-    path.write_text(hall_toml(2) + f"""
-[devices.printer_1]
-driver = "escpos"
-connection = "tcp://127.0.0.1:{free_port()}"
-""")
-    return path
+    return hall_with_a_dead_printer(tmp_path)
 
 
 def run_a_day(daemon: Daemon) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from kioskd.systemd import Notifier
 
-from daemon import Daemon, free_port, hall_toml
+from daemon import Daemon, hall_toml, hall_with_a_dead_printer
 
 
 WATCHDOG_USEC = 400_000          # a heartbeat every 0.2 s
@@ -73,22 +73,9 @@ class NotifySocket:
         self.sock.close()
 
 
-@pytest.fixture
-def hall_with_a_dead_printer(tmp_path: Path) -> Path:
-    """A hall whose one printer is a TCP address nobody listens on: it stays offline."""
-    path = tmp_path / "devices.toml"
-    path.write_text(hall_toml(2) + f"""
-[devices.printer_1]
-driver = "escpos"
-connection = "tcp://127.0.0.1:{free_port()}"
-""")
-    return path
-
-
-def test_ready_when_serving_then_heartbeats_and_status_then_stopping(
-        tmp_path: Path, hall_with_a_dead_printer: Path):
+def test_ready_when_serving_then_heartbeats_and_status_then_stopping(tmp_path: Path):
     systemd = NotifySocket(str(tmp_path / "notify.sock"))
-    daemon = Daemon(hall_with_a_dead_printer, launcher=AS_MAIN_PID, env={
+    daemon = Daemon(hall_with_a_dead_printer(tmp_path), launcher=AS_MAIN_PID, env={
         "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
     try:
         daemon.launch()
