@@ -399,13 +399,17 @@ class _NotifyingServer(uvicorn.Server):
         self._heartbeat: asyncio.Task | None = None
 
     async def startup(self, sockets=None) -> None:
+        # the heartbeat begins with the loop: opening (or migrating) a large store
+        # runs off the loop and may take longer than WatchdogSec
+        self._heartbeat = asyncio.create_task(self.systemd.keep_alive(self._status),
+                                              name="systemd-watchdog")
         await super().startup(sockets)
         if self.started:
             _settle_memory()
             self.systemd.notify("READY=1")
             self.systemd.status(self._status())
-            self._heartbeat = asyncio.create_task(self.systemd.keep_alive(self._status),
-                                                  name="systemd-watchdog")
+        else:
+            self._heartbeat.cancel()
 
     async def shutdown(self, sockets=None) -> None:
         self.systemd.notify("STOPPING=1")
@@ -416,6 +420,8 @@ class _NotifyingServer(uvicorn.Server):
 
     def _status(self) -> str:
         """What `systemctl status kioskd` shows: the devices not ready, by name."""
+        if not self.started:
+            return "starting: opening the store"
         views = self.devices.views()
         unwell = [f"{view.id} {view.state.value}" for view in views
                   if view.state.value not in ("ready", "disabled")]

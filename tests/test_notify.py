@@ -79,8 +79,7 @@ def test_ready_when_serving_then_heartbeats_and_status_then_stopping(tmp_path: P
         "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": str(WATCHDOG_USEC)})
     try:
         daemon.launch()
-        ready = systemd.next(timeout=30)
-        assert ready == {"READY": "1"}, daemon.output()     # the first word is READY
+        systemd.until("READY", "1", timeout=30)
         # at READY the store is open and the API answers: no request has to wait
         assert httpx.get(f"{daemon.url}/healthz", timeout=2).json()["status"] == "ok"
         assert httpx.get(f"{daemon.url}/api/v1/services", timeout=2).status_code == 200
@@ -88,7 +87,10 @@ def test_ready_when_serving_then_heartbeats_and_status_then_stopping(tmp_path: P
         # `systemctl status` shows the dead printer once the supervisor gives up on it
         systemd.until("STATUS", "1 devices: printer_1 offline")
         statuses = [m["STATUS"] for m in systemd.heard if "STATUS" in m]
-        assert statuses[0].startswith("1 devices: ")
+        assert statuses[0] == "starting: opening the store"       # the heartbeat's first
+        ready_at = systemd.heard.index({"READY": "1"})
+        assert all(m.get("WATCHDOG") == "1" or "STATUS" in m for m in systemd.heard[:ready_at])
+        assert statuses[1].startswith("1 devices: ")               # at READY
         assert len(statuses) == len(set(statuses))        # said when it changes, only
 
         assert daemon.stop() == 0
