@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, help="port (default: [server] port)")
     run.add_argument("--log-level", default=os.environ.get("KIOSKD_LOG_LEVEL", "info"),
                      choices=["debug", "info", "warning", "error"])
+    run.set_defaults(handler=_run)
 
     check = commands.add_parser("check", help="validate a devices.toml without opening devices")
     _config_option(check)
+    check.set_defaults(handler=lambda args: _check(args.config))
 
     emulate = commands.add_parser("emulate", help="run an emulated device in the foreground")
     emulated = emulate.add_subparsers(dest="device", required=True)
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="save each job as NNNN.bin, .json and .png here")
     printer.add_argument("--profile", default="80mm")
     printer.add_argument("--encoding", default="gb18030")
+    printer.set_defaults(handler=_emulate_printer)
 
     board = emulated.add_parser(
         "board", help="the call boards of a devices.toml, on pseudo-terminals",
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                     "share one emulated bus.")
     _config_option(board)
     board.add_argument("devices", nargs="*", metavar="DEVICE", help="board device ids")
+    board.set_defaults(handler=_emulate_boards)
 
     keypad = emulated.add_parser(
         "keypad", help="the keypads of a devices.toml on a pseudo-terminal, pressed from stdin",
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     _config_option(keypad)
     keypad.add_argument("keypads", nargs="?", metavar="DEVICE",
                         help="the keypad device (default: the file's only one)")
+    keypad.set_defaults(handler=_emulate_keypads)
 
     backup = commands.add_parser(
         "backup", help="copy the store to a file while the daemon runs",
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     "PATH is a new file, or a folder to put kioskd-YYYYMMDD-HHMMSS.db in.")
     _config_option(backup)
     backup.add_argument("path", type=Path, metavar="PATH")
+    backup.set_defaults(handler=_backup_or_restore)
 
     restore = commands.add_parser(
         "restore", help="replace the store with a backup (the daemon stopped)",
@@ -86,24 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                     "first). The store it replaces is kept beside it.")
     _config_option(restore)
     restore.add_argument("backup", type=Path, metavar="BACKUP")
+    restore.set_defaults(handler=_backup_or_restore)
 
     from .install import add_commands
     add_commands(commands)          # install, uninstall, hardware: kioskd/install.py
 
     args = parser.parse_args(argv)
-    if hasattr(args, "handler"):
-        return args.handler(args)
-    if args.command == "check":
-        return _check(args.config)
-    if args.command in ("backup", "restore"):
-        return _backup_or_restore(args)
-    if args.command == "emulate" and args.device == "board":
-        return _emulate_boards(args)
-    if args.command == "emulate" and args.device == "keypad":
-        return _emulate_keypads(args)
-    if args.command == "emulate":
-        return _emulate_printer(args)
-    return _run(args)
+    return args.handler(args)
 
 
 CONFIG_LOCATIONS = (Path("devices.toml"), Path("/etc/kioskd/devices.toml"))
