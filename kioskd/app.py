@@ -298,14 +298,16 @@ async def _roll_over_at_midnight(queue: Queue) -> None:
 
 
 async def _daily_backup(queue: Queue) -> None:
-    """The day's copy of an SQLite store, off the loop (WAL: calls go on meanwhile)."""
+    """The day's copy of an SQLite store, as one of the store's own reads: in a
+    worker thread (WAL: calls go on meanwhile), and waited for when the store closes."""
     db = getattr(queue.store, "path", None)
     if db is None or not queue.config.backup.keep:
         return
     folder = queue.config.backup.folder or queue.config.hall.data_dir / "backups"
+    day = queue.day_of(queue.clock())
     try:
-        made, removed = await within(asyncio.to_thread(
-            backup.daily, db, folder, queue.day_of(queue.clock()), queue.config.backup.keep),
+        made, removed = await within(queue.store.read(
+            lambda _tx: backup.daily(db, folder, day, queue.config.backup.keep)),
             DAILY_BACKUP_TIMEOUT_S)
     except Exception as exc:
         log.error("backup: the day's copy in %s failed (%s); it is tried again after "

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from drivers.base import State
+
 from .config import Config, ConfigError, Device, load_config
 from . import logs
 from .systemd import Notifier
@@ -417,10 +419,10 @@ class _NotifyingServer(uvicorn.Server):
         """What `systemctl status kioskd` shows: the devices not ready, by name."""
         if not self.started:
             return "starting: opening the store"
-        views = self.devices.views()
-        unwell = [f"{view.id} {view.state.value}" for view in views
-                  if view.state.value not in ("ready", "disabled")]
-        return (f"{len(views)} devices: " + (", ".join(unwell) if unwell else "all ready"))
+        states = list(self.devices.states())
+        unwell = [f"{device_id} {state.value}" for device_id, _, state in states
+                  if state not in (State.READY, State.DISABLED)]
+        return (f"{len(states)} devices: " + (", ".join(unwell) if unwell else "all ready"))
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)

@@ -233,6 +233,11 @@ _COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_l
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 
 
+def env_references(text: str) -> list[str]:
+    """The NAMEs of the ${NAME}s in `text`, in order ($${ is a literal, not one)."""
+    return [match.group(1) for match in _ENV_REF.finditer(text) if match.group(1)]
+
+
 TOKENS_FILE = "tokens.env"      # beside devices.toml: the values of its ${VAR}s
 
 

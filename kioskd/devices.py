@@ -25,7 +25,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from queue import SimpleQueue
@@ -420,6 +420,16 @@ class Supervisor:
 
     def views(self) -> list[DeviceStatus]:
         return [self.view(device_id) for device_id in self.config.devices]
+
+    def states(self) -> Iterator[tuple[str, str, State]]:
+        """Each started device's id, driver and state, in devices.toml's order: what
+        a view holds, without its detail (for metrics and systemd's status line)."""
+        for device_id, device in self.config.devices.items():
+            if device.driver == "terminal":
+                if device_id in self.terminals:
+                    yield device_id, device.driver, self.terminals.state(device_id)[0]
+            elif (supervised := self.devices.get(device_id)) is not None:
+                yield device_id, device.driver, supervised.status.state
 
     def now(self, device_id: str) -> DeviceNow | None:
         """What this run knows of a device (a terminal: whether its page reports);

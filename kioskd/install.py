@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import hardware
+from .config import env_references
 
 SOURCE = Path(__file__).resolve().parent.parent      # the checkout this module is in
 PREFIX = Path("/opt/kioskd")
@@ -258,7 +258,7 @@ def token_names(config: Path) -> list[str]:
 
     def walk(value: object) -> None:
         if isinstance(value, str):
-            found.extend(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}", value))
+            found.extend(env_references(value))
         elif isinstance(value, dict):
             for item in value.values():
                 walk(item)

@@ -178,7 +178,7 @@ class _Now:
         m = self.metrics
         states = GaugeMetricFamily("kioskd_device_state", "1 for the device's current state",
                                    labels=["device", "driver", "state"])
-        for device_id, driver, now in _device_states(m.devices):
+        for device_id, driver, now in m.devices.states():
             for state in State:
                 states.add_metric([device_id, driver, state.value], float(state is now))
         yield states
@@ -210,14 +210,3 @@ class _Now:
             for state in WindowState:
                 states.add_metric([state.value], windows.get(state.value, 0))
             yield states
-
-
-def _device_states(devices: Supervisor) -> Iterator[tuple[str, str, State]]:
-    """Each device's id, driver and state, in devices.toml's order; none before start."""
-    for device_id, device in devices.config.devices.items():
-        if device.driver == "terminal":
-            if device_id in devices.terminals:
-                yield device_id, device.driver, devices.terminals.state(device_id)[0]
-        elif (supervised := devices.devices.get(device_id)) is not None:
-            yield device_id, device.driver, supervised.status.state
-

@@ -844,6 +844,7 @@ class SQLiteStore:
         self._accepting = False
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
+        self._reading: set[asyncio.Future] = set()      # reads running in worker threads
 
     async def open(self) -> None:
         await asyncio.to_thread(self._lock.acquire, "kioskd run")
@@ -861,6 +862,9 @@ class SQLiteStore:
         self._accepting = False                   # no new work; what is queued commits
         if self._flusher is not None:
             await self._flusher
+        # a read whose caller stopped waiting still runs in its thread: the store closes
+        # (its WAL checkpointed, its lock let go) once the last has let go of the file
+        await asyncio.gather(*self._reading, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.to_thread(self._close_connection, conn)
@@ -885,10 +889,15 @@ class SQLiteStore:
         """Run `fn(tx)` in a worker thread on a read-only connection of its own: for
         reads too large for the loop (a day's statistics). It sees one snapshot of
         what was committed when it began, never what a batch has not yet committed,
-        and holds up no call or issue; `tx` refuses writes."""
+        and holds up no call or issue; `tx` refuses writes. A caller that stops
+        waiting (a timeout, a cancelled task) leaves the read running to its end,
+        and `close` waits for it."""
         if not self._accepting:
             raise StoreClosed("the store is closed")
-        return await asyncio.to_thread(self._read, fn)
+        reading = asyncio.ensure_future(asyncio.to_thread(self._read, fn))
+        self._reading.add(reading)
+        reading.add_done_callback(self._reading.discard)
+        return await asyncio.shield(reading)
 
     def _read(self, fn: Callable[[Tx], T]) -> T:
         conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -155,13 +156,16 @@ async def device_view(client: httpx.AsyncClient, device_id: str) -> dict:
     return r.json()
 
 
-async def eventually(read: Callable[[], Awaitable[T]], holds: Callable[[T], object],
+async def eventually(read: Callable[[], Awaitable[T] | T], holds: Callable[[T], object],
                      what: str, wait: float = 10.0, every: float = 0.02) -> T:
-    """Read (an API answer, an emulator's model) until what was read holds, and return
-    it; fail after `wait` seconds, showing the last reading. The one poll-with-a-timeout
-    of the asyncio tests."""
+    """Read (an API answer, an emulator's model, a file) until what was read holds, and
+    return it; fail after `wait` seconds, showing the last reading. `read` may be a
+    coroutine function or a plain one. The one poll-with-a-timeout of the asyncio tests."""
+    async def reading() -> T:
+        value = read()
+        return await value if inspect.isawaitable(value) else value
     deadline = asyncio.get_running_loop().time() + wait
-    while not holds(value := await read()):
+    while not holds(value := await reading()):
         assert asyncio.get_running_loop().time() < deadline, \
             f"waited {wait:g} s for {what}; last read: {value!r}"
         await asyncio.sleep(every)
@@ -215,9 +219,7 @@ class HallClient:
 
     async def until(self, condition: Callable[[], bool], what: str) -> None:
         """Poll `condition` (it reads an emulator's model) until it holds."""
-        async def read() -> bool:
-            return condition()
-        await eventually(read, bool, what, self.wait, every=0.01)
+        await eventually(condition, bool, what, self.wait, every=0.01)
 
     async def device(self, device_id: str) -> dict:
         return await device_view(self.client, device_id)

@@ -269,7 +269,7 @@ async def test_the_daemon_keeps_a_copy_a_day_and_removes_only_its_own_old_ones(t
             day = app.state.queue.day_of(clock())
             days.append(day)
             copy = folder / f"kioskd-{day}.db"
-            await eventually(async_value(copy.exists), bool, f"{copy.name}")
+            await eventually(copy.exists, bool, f"{copy.name}")
             r = await client.post(f"{API}/tickets", json={"service": "property"})
             assert r.status_code == 201
             if n == 0:
@@ -300,9 +300,3 @@ def test_keep_0_takes_no_copy_and_the_settings_are_checked(tmp_path: Path):
         with pytest.raises(ConfigError) as refused:
             loads_config(base + f"[backup]\n{bad}\n", base_dir=tmp_path)
         assert any(words in problem for problem in refused.value.problems), refused.value
-
-
-def async_value(read):
-    async def value():
-        return read()
-    return value

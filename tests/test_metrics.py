@@ -316,9 +316,8 @@ async def test_announcements_queued_and_their_latency_from_the_call(tmp_path):
             await http.post(f"{API}/tickets", json={"service": "property"})
         await http.post(f"{API}/windows/1/call-next")
 
-        async def begun() -> int:
-            return len(read_log(log)) if log.exists() else 0
-        await eventually(begun, lambda count: count == 1, "A001 to begin")
+        await eventually(lambda: len(read_log(log)) if log.exists() else 0,
+                         lambda count: count == 1, "A001 to begin")
         await http.post(f"{API}/windows/5/call-next")       # A002 waits behind A001 …
         await eventually(lambda: scrape(http),
                          lambda now: now("kioskd_announcements_queued", device="voice") == 1,

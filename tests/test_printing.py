@@ -284,9 +284,8 @@ async def test_a_printer_that_is_not_there_reconnects_with_backoff_and_logs_once
     port = emulator.listen_tcp("127.0.0.1", 0)
     emulator.close()                                  # nothing listens there now
     async with hall(hall_with_printers(tmp_path, f"tcp://127.0.0.1:{port}")) as h:
-        async def attempts() -> int:
-            return h.app.state.devices.get("printer_1").attempts
-        await eventually(attempts, lambda n: n >= 2, "two connection attempts", WAIT)
+        await eventually(lambda: h.app.state.devices.get("printer_1").attempts,
+                         lambda n: n >= 2, "two connection attempts", WAIT)
         device = await h.device()
         assert device["state"] == "offline"
         assert "127.0.0.1" in device["last_error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,31 @@ def _hot_queries(tx: SQLiteTx) -> dict[str, callable]:
         "ticket by id": lambda: tx.ticket(probe.id),
         "rollover": lambda: tx.waiting_before("2026-11-30"),
     }
+
+
+async def test_a_read_its_caller_stopped_waiting_for_is_waited_for_at_close(tmp_path: Path):
+    """A read given up on (a scrape's timeout, a daily copy at shutdown) keeps its
+    thread; the store closes after it, never under it."""
+    store = SQLiteStore(tmp_path / "k.db")
+    await store.open()
+    entered, release = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def slow_read(tx):
+        entered.set()
+        release.wait(30)
+        seen.append(store._conn is not None)          # the store still open
+        return tx.conn.execute("SELECT count(*) FROM tickets").fetchone()[0]
+
+    reader = asyncio.create_task(store.read(slow_read))
+    assert await asyncio.to_thread(entered.wait, 10)
+    reader.cancel()
+    closing = asyncio.create_task(store.close())
+    done, _ = await asyncio.wait([closing], timeout=0.3)
+    assert not done                                  # waiting for the read's thread
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    assert seen == [True] and reader.cancelled()
 
 
 def test_hot_queries_cost_the_same_with_a_year_of_history(tmp_path: Path):
