@@ -94,8 +94,9 @@ class Daemon:
 
     @property
     def command(self) -> list[str]:
+        # the daemon's own log level (KIOSKD_LOG_LEVEL, else info): what a hall runs
         return [venv_python(), "-m", "kioskd.cli", "run", "-c", str(self.config),
-                "--port", str(self.port), "--log-level", "warning"]
+                "--port", str(self.port)]
 
     @property
     def pid(self) -> int:

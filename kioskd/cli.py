@@ -356,7 +356,7 @@ def _run(args: argparse.Namespace) -> int:
     except (StoreInUse, OSError) as exc:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1
-    logs.setup(args.log_level)
+    flush_logs = logs.setup(args.log_level)
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(
         app, host=host, port=port, log_level=args.log_level, lifespan="on",
@@ -364,7 +364,10 @@ def _run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10, access_log=False, server_header=False,
         proxy_headers=False),     # clients connect directly; no proxy's headers to trust
         app.state.devices)
-    server.run()
+    try:
+        server.run()
+    finally:
+        flush_logs()
     return 0 if server.started else 1
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from kioskd.logs import FOLD, LineFormatter, to_journal
+from kioskd.logs import setup as logs_setup
 
 from conftest import until
 from daemon import Daemon, hall_with_a_dead_printer
@@ -83,6 +85,52 @@ def test_journald_is_recognised_by_the_stream_it_gave(tmp_path: Path, monkeypatc
         assert not to_journal(stream)
         monkeypatch.delenv("JOURNAL_STREAM")
         assert not to_journal(stream)
+
+
+def test_a_stalled_journal_never_holds_up_the_code_that_logs():
+    """stderr is a pipe journald reads; when it stops reading and the pipe fills, the
+    writer thread waits, not the event loop's call that logged the line."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)               # fill the pipe
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    stream = os.fdopen(write_end, "w", encoding="utf-8")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    flush = logs_setup("info", stream)
+    try:
+        logged = threading.Thread(target=lambda: [logging.getLogger("kioskd.devices").warning(
+            "printer_%d: offline", n) for n in range(200)], daemon=True)
+        logged.start()
+        logged.join(5)
+        assert not logged.is_alive()                      # 200 lines logged, none written
+        drained = []
+        reader = threading.Thread(target=lambda: drained.append(_read_all(read_end)))
+        reader.start()
+        flush()                                           # the writer empties its queue
+        stream.close()
+        reader.join(10)
+        lines = drained[0].decode().replace("x", "").splitlines()
+        assert [line.split(" ", 2)[2] for line in lines if line] == [
+            f"WARNING printer_{n}: offline" for n in range(200)]
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
 
 
 @pytest.fixture
