@@ -95,10 +95,21 @@ class Server:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = None   # how phones reach the daemon (QR codes); default from host:port
+    cors_origins: tuple[str, ...] = ()   # web origins whose pages may call the API; () = none
+    event_clients: int = 1000       # open event streams at most; one more is answered 503
 
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """[limits]: how fast tickets may be taken, so that a stuck button or a prank
+    cannot flood the queue. Tickets a minute, each also the burst allowed at once;
+    0 = no limit. A supervisor's token is never limited."""
+    issue_per_terminal: int = 10    # from one touch terminal (the request's `terminal`)
+    issue_per_address: int = 60     # from one client address, whatever terminal it names
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,7 @@ class Config:
     evaluation: Evaluation = field(default_factory=Evaluation)
     audit: Audit = field(default_factory=Audit)
     backup: Backup = field(default_factory=Backup)
+    limits: Limits = field(default_factory=Limits)
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -203,17 +215,19 @@ BOARD_DRIVERS = frozenset({"modbus_digits", "framed_text"})   # what a window's 
 PRINTER_DRIVERS = frozenset({"escpos"})                        # what a terminal's printer may name
 VOICE_DRIVERS = frozenset({"voice"})                           # what a window's `voice` may name
 
+_ORIGIN = re.compile(r"https?://[^/\s:]+(:\d{1,5})?")
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 
 # Problems come out in this order, whatever order the tables had in the file.
 _SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "categories": 4, "windows": 5,
                   "devices": 6, "alerts": 7, "appointments": 8, "evaluation": 9, "audit": 10,
-                  "backup": 11}
+                  "backup": 11, "limits": 12}
 
 _HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
               "print_materials")
-_SERVER_KEYS = ("host", "port", "public_url")
+_SERVER_KEYS = ("host", "port", "public_url", "cors_origins", "event_clients")
+_LIMITS_KEYS = ("issue_per_terminal", "issue_per_address")
 _AUTH_ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
 _SERVICE_KEYS = ("id", "name", "prefix", "code", "guide", "service_time_min", "name_en", "alerts")
 _THRESHOLD_KEYS = ("wait_min", "serve_min", "waiting_per_window")
@@ -409,6 +423,7 @@ class _Reader:
         alerts = self.read_alerts(data.get("alerts", _MISSING))
         appointments, evaluation, audit = self.read_supervision(data)
         backup = self.read_backup(data.get("backup", _MISSING))
+        limits = self.read_limits(data.get("limits", _MISSING))
         services = self.read_services(data.get("services", _MISSING), alerts.thresholds)
         categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
@@ -420,7 +435,7 @@ class _Reader:
         return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
                       windows=tuple(windows.values()), devices=devices, categories=categories,
                       alerts=alerts, appointments=appointments, evaluation=evaluation,
-                      audit=audit, backup=backup)
+                      audit=audit, backup=backup, limits=limits)
 
     def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
         if value is _MISSING:
@@ -479,9 +494,15 @@ class _Reader:
             host=t.string("host", Server.host) or Server.host,
             port=t.integer("port", Server.port, low=1, high=65535),
             public_url=t.string("public_url"),
+            cors_origins=t.strings("cors_origins", Server.cors_origins) or (),
+            event_clients=t.integer("event_clients", Server.event_clients, low=1, high=100_000),
         )
         if server.public_url is not None and not re.match(r"https?://[^/\s]+", server.public_url):
             t.problem("public_url", f"'{server.public_url}' is not an http:// or https:// address")
+        for origin in server.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                t.problem("cors_origins", f"'{origin}' is not a web origin; write it as "
+                          "scheme://host[:port] with nothing after, e.g. http://10.0.0.5:8000")
         t.finish(_SERVER_KEYS)
         return server
 
@@ -536,6 +557,15 @@ class _Reader:
                         folder=self.resolve(folder) if folder else None)
         t.finish(_BACKUP_KEYS)
         return backup
+
+    def read_limits(self, value: Any) -> Limits:
+        t = self.table("[limits]", value)
+        if t is None:
+            return Limits()
+        limits = Limits(**{key: t.integer(key, getattr(Limits, key), low=0, high=1_000_000)
+                           for key in _LIMITS_KEYS})
+        t.finish(_LIMITS_KEYS)
+        return limits
 
     # -- [[services]] -------------------------------------------------------
 
