@@ -14,17 +14,11 @@ test:
 	@scripts/bootstrap.sh test
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark in turn (benchmarks/suite.py), then one table of the hall's figures;
+# results in artifacts/bench/DATE-TIME/. QUICK=1: each briefly, to check the wiring.
 bench:
 	@scripts/bootstrap.sh test
-	.venv/bin/python benchmarks/run.py
-	.venv/bin/python benchmarks/history.py
-	.venv/bin/python benchmarks/printing.py
-	.venv/bin/python benchmarks/boards.py
-	.venv/bin/python benchmarks/voice.py
-	.venv/bin/python benchmarks/stats_year.py
-	.venv/bin/python benchmarks/alerts_check.py
-	.venv/bin/python benchmarks/keypads.py
-	.venv/bin/python benchmarks/backup.py
+	.venv/bin/python benchmarks/suite.py $(if $(QUICK),--quick)
 
 check:
 	@scripts/bootstrap.sh run

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_results import record
 from history import SERVICES, WINDOWS, fill_history, hall, pct
 
 from kioskd import backup
@@ -88,6 +89,11 @@ def main() -> int:
                   f"{pct(timings[op], 99):8.2f}")
         print(f"{op:<10} {'ratio':<16} {pct(during[op], 50) / pct(quiet[op], 50):8.2f} "
               f"{pct(during[op], 99) / pct(quiet[op], 99):8.2f}")
+    record("backup", {"history": args.history, "copy_s": took, "copy_mb": mb,
+                      "pairs_during": len(during["issue"]),
+                      **{f"{label}_{op}": {"p50_ms": pct(t[op], 50), "p99_ms": pct(t[op], 99)}
+                         for label, t in (("quiet", quiet), ("during", during))
+                         for op in ("issue", "call-next")}})
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The real daemon as a subprocess: start, wait for /livez, read its CPU, SIGTERM it."""
+"""The real daemon as a subprocess: start, wait for /livez, read its CPU and memory, SIGTERM it."""
 
 from __future__ import annotations
 
@@ -67,6 +67,40 @@ def _task_seconds(stat_path: Path) -> float:
     return (utime + stime) / CLK_TCK
 
 
+def _status_kib(pid: int) -> dict[str, int]:
+    """The Vm* lines of /proc/PID/status, in KiB ({} once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.startswith("Vm") and value.strip().endswith("kB"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    """Every process below `pid` (children, grandchildren, ...), from /proc/*/stat."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        ppid = int(text[text.rindex(")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
 class ApiClient:
     """One client of the daemon's API on one keep-alive HTTP connection."""
 
@@ -85,10 +119,12 @@ class ApiClient:
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int, log_path: Path):
+    def __init__(self, config: Path, port: int, log_path: Path,
+                 env: dict[str, str] | None = None):
         self.config = config
         self.port = port
         self.log_path = log_path
+        self.env = env              # added to this process's environment
         self.proc: subprocess.Popen | None = None
         self.base = f"http://127.0.0.1:{port}"
 
@@ -105,25 +141,46 @@ class Daemon:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until GET /livez answers 200; RuntimeError if it does not."""
+        self.spawn()
+        self.wait_for("/livez", timeout)
+
+    def spawn(self) -> None:
+        """Exec the daemon and return at once."""
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
                 self.command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env=None if self.env is None else {**os.environ, **self.env})
         finally:
             log.close()
+
+    def wait_for(self, path: str, timeout: float = 30.0, every: float = 0.1) -> float:
+        """Poll GET `path` until it answers 200; the time.monotonic() it did.
+        RuntimeError if the daemon exits or the time runs out first."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {self.proc.returncode} while starting")
             try:
-                with _NO_PROXY.open(self.base + "/livez", timeout=1.0) as resp:
+                with _NO_PROXY.open(self.base + path, timeout=1.0) as resp:
                     if resp.status == 200:
-                        return
+                        return time.monotonic()
             except (urllib.error.URLError, OSError):
                 pass
-            time.sleep(0.1)
-        raise RuntimeError(f"GET /livez did not answer within {timeout:.0f} s")
+            time.sleep(every)
+        raise RuntimeError(f"GET {path} did not answer within {timeout:.0f} s")
+
+    def memory_kib(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident) of the daemon and, summed, of its child
+        processes (a voice worker), in KiB, from /proc."""
+        own = _status_kib(self.pid)
+        children = _children(self.pid)
+        kids = [_status_kib(c) for c in children]
+        return {"rss": own.get("VmRSS", 0), "hwm": own.get("VmHWM", 0),
+                "children": len(children),
+                "children_rss": sum(k.get("VmRSS", 0) for k in kids)}
 
     def cpu(self) -> CpuSample | None:
         """Main-thread and other-thread CPU seconds, from /proc/<pid>/task/*/stat."""

@@ -1,7 +1,9 @@
 """The benchmark's hall: a devices.toml in a temp dir, written to CONTRACT.md section 2.
 
 5 services (prefixes A–E), 40 windows "1".."40" each serving 1–3 services, no
-devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed).
+devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed);
+`one_service_hall` for the device benchmarks, `big_hall_toml` for 150 windows. None
+limits issuing ([limits] 0): every benchmark issues from one address, fast.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ SERVICES = [
 ]
 SERVICE_IDS = [s[0] for s in SERVICES]
 WINDOW_COUNT = 40
+# Benchmarks issue far faster than a hall's kiosks may (all from 127.0.0.1): no limits.
+NO_LIMITS = ["[limits]", "issue_per_terminal = 0", "issue_per_address = 0", ""]
 
 
 def window_services(number: int) -> list[str]:
@@ -44,6 +48,7 @@ def devices_toml(port: int) -> str:
         'host = "127.0.0.1"',
         f"port = {port}",
         "",
+        *NO_LIMITS,
     ]
     for service_id, name, prefix, code in SERVICES:
         lines += [
@@ -71,7 +76,7 @@ def one_service_hall(port: int, windows: int,
     """The lines of a hall with one service (不动产登记, A) and windows "1".."N"
     serving it; `per_window(n)` adds lines to window n's table (its board)."""
     lines = ["[hall]", 'name = "基准测试大厅"', 'data_dir = "var"', "",
-             "[server]", 'host = "127.0.0.1"', f"port = {port}", "",
+             "[server]", 'host = "127.0.0.1"', f"port = {port}", "", *NO_LIMITS,
              "[[services]]", 'id = "property"', 'name = "不动产登记"', 'prefix = "A"',
              'code = "640000-000-01"', ""]
     for n in range(1, windows + 1):
@@ -84,3 +89,20 @@ def write_hall(directory: Path, port: int) -> Path:
     path = directory / "devices.toml"
     path.write_text(devices_toml(port), encoding="utf-8")
     return path
+
+
+def big_hall_toml(port: int, windows: int = 150, services: int = 10) -> str:
+    """A hall at the top of the range kioskd is made for: `windows` windows, each
+    serving 2–3 of `services` services, the last ten temporary; no devices."""
+    lines = ["# Written by a kioskd benchmark: a throw-away hall of "
+             f"{windows} windows.", "[hall]", 'name = "基准测试大厅"',
+             'timezone = "Asia/Shanghai"', 'data_dir = "var"', "",
+             "[server]", 'host = "127.0.0.1"', f"port = {port}", "", *NO_LIMITS]
+    for i in range(services):
+        lines += ["[[services]]", f'id = "s{i}"', f'name = "事项{i}"',
+                  f'prefix = "{chr(ord("A") + i)}"', f'code = "640100-{i:03d}-01"', ""]
+    for n in range(1, windows + 1):
+        served = ", ".join(f'"s{(n + k * 3) % services}"' for k in range(2 + n % 2))
+        lines += ["[[windows]]", f'id = "{n}"', f'name = "{n}号窗口"', f"services = [{served}]",
+                  *(["temporary = true"] if n > windows - 10 else []), ""]
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench_daemon import ApiClient, Daemon, free_port
 from bench_hall import one_service_hall
+from bench_results import record
 from bench_stats import percentile
 
 from drivers.modbus_digits.emulator import BusEmulator
@@ -81,6 +82,12 @@ def ms(values: list[float]) -> str:
     ordered = sorted(values)
     return (f"p50 {percentile(ordered, 50) * 1000:7.1f} ms   p99 "
             f"{percentile(ordered, 99) * 1000:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms")
+
+
+def figures(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"p50_ms": percentile(ordered, 50) * 1000, "p99_ms": percentile(ordered, 99) * 1000,
+            "max_ms": ordered[-1] * 1000, "n": len(values)}
 
 
 def floors(calls: list[tuple[float, float]], line: SerialLine) -> list[float]:
@@ -199,6 +206,12 @@ def main() -> int:
     print(f"  ... floor (the request on the wire)  {ms(single_floor)}")
     print(f"  ... overhead                         "
           f"{ms([a - b for a, b in zip(single, single_floor)])}")
+    if code == 0:
+        record("boards", {"windows": args.windows, "buses": args.buses, "baud": BAUD,
+                          "frame_ms": frame * 1000,
+                          "burst": figures(latency), "burst_floor": figures(floor),
+                          "burst_overhead": figures(overhead),
+                          "single": figures(single), "single_floor": figures(single_floor)})
     return 0 if code == 0 else 1
 
 

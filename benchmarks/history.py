@@ -19,6 +19,8 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench_results import record
+
 from kioskd.config import Config, Hall, Service, Window
 from kioskd.queue import Queue, ticket_id
 from kioskd.store import SQLiteStore, connect, migrate
@@ -73,7 +75,7 @@ def fill_history(path: Path, tickets: int) -> float:
     return time.perf_counter() - started
 
 
-async def measure(data_dir: Path) -> dict[str, list[float]]:
+async def measure(data_dir: Path, rounds: int = ROUNDS) -> dict[str, list[float]]:
     config = hall(data_dir)
     store = SQLiteStore(data_dir / "kioskd.db")
     queue = Queue(config, store)
@@ -82,7 +84,7 @@ async def measure(data_dir: Path) -> dict[str, list[float]]:
     for n in range(WAITING_TODAY):
         await queue.issue(SERVICES[n % 5][0])
     timings: dict[str, list[float]] = {"issue": [], "call-next": [], "ticket": []}
-    for n in range(ROUNDS):
+    for n in range(rounds):
         t = time.perf_counter()
         view = await queue.issue(SERVICES[n % 5][0])
         timings["issue"].append(time.perf_counter() - t)
@@ -103,6 +105,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=3_000_000)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:
         fresh, year = Path(tmp) / "day-one", Path(tmp) / "a-year-on"
@@ -114,8 +117,8 @@ def main() -> int:
         results = {}
         for label, where in (("day one", fresh), (f"{args.history:,} past", year)):
             where.mkdir(exist_ok=True)
-            results[label] = asyncio.run(measure(where))
-        print(f"\n{ROUNDS} rounds each, {WAITING_TODAY} waiting, durable commits "
+            results[label] = asyncio.run(measure(where, args.rounds))
+        print(f"\n{args.rounds} rounds each, {WAITING_TODAY} waiting, durable commits "
               "(one operation at a time)")
         print(f"{'operation':<11} {'history':<18} {'p50 ms':>8} {'p99 ms':>8}")
         labels = list(results)
@@ -126,6 +129,11 @@ def main() -> int:
             ratios = [pct(results[labels[1]][op], p) / pct(results[labels[0]][op], p)
                       for p in (50, 99)]
             print(f"{op:<11} {'ratio':<18} {ratios[0]:8.2f} {ratios[1]:8.2f}")
+    day_one, year = (results[label] for label in labels)
+    record("history", {"history": args.history, "rounds": args.rounds, "database_mib": size,
+                       **{f"{which}_{op}": {"p50_ms": pct(v[op], 50), "p99_ms": pct(v[op], 99)}
+                          for which, v in (("day_one", day_one), ("year", year))
+                          for op in ("issue", "call-next", "ticket")}})
     return 0
 
 

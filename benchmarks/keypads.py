@@ -36,6 +36,7 @@ from pathlib import Path
 
 from bench_daemon import ApiClient, Daemon, free_port
 from bench_hall import one_service_hall
+from bench_results import record
 from bench_stats import percentile
 
 from drivers.keypad.emulator import EmulatedKeypads
@@ -109,6 +110,12 @@ class Hall:
     def close(self) -> None:
         self.daemon.stop()
         self.pads.close()
+
+
+def figures(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"p50_ms": percentile(ordered, 50) * 1000, "p99_ms": percentile(ordered, 99) * 1000,
+            "max_ms": ordered[-1] * 1000, "n": len(values)}
 
 
 def single_presses(hall: Hall, count: int) -> list[float]:
@@ -245,6 +252,12 @@ def main() -> int:
     print(f"    call-next over HTTP, quiet bus   {ms(quiet)}")
     print(f"    call-next over HTTP, flooded bus {ms(flooded)}")
     print(f"    daemon CPU while it pours: {cpu * 100:.0f}% of one core")
+    record("keypads", {"windows": args.windows, "single": figures(single),
+                       "single_floor_ms": line_floor * 1000,
+                       "burst_ms": whole * 1000, "burst_floor_ms": floor * 1000,
+                       "polls_per_s": polls, "polled": figures(asked),
+                       "call_quiet": figures(quiet), "call_flooded": figures(flooded),
+                       "flood_cpu_pct": cpu * 100})
     return 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench_daemon import ApiClient, Daemon, free_port
 from bench_hall import devices_toml
+from bench_results import record
 from bench_stats import percentile
 
 from drivers.escpos.emulator import EmulatedPrinter
@@ -61,6 +62,12 @@ def ms(values: list[float]) -> str:
     ordered = sorted(values)
     return (f"p50 {percentile(ordered, 50) * 1000:6.2f} ms   p99 {percentile(ordered, 99) * 1000:6.2f} ms"
             f"   (n={len(values)})")
+
+
+def figures(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"p50_ms": percentile(ordered, 50) * 1000, "p99_ms": percentile(ordered, 99) * 1000,
+            "n": len(values)}
 
 
 def hall_with_printer(directory: Path, port: int, printer_port: int) -> Path:
@@ -144,6 +151,13 @@ def main() -> int:
           f"{percentile(sorted(answered_printed), 50) / base:.2f}x, printer offline "
           f"{percentile(sorted(silent_printing), 50) / base:.2f}x (at the kiosk), "
           f"{percentile(sorted(silent_plain), 50) / base:.2f}x (no printing)")
+    if code == 0:
+        record("printing", {"to_paper": figures(to_paper),
+                            "answered_printed": figures(answered_printed),
+                            "answered_plain": figures(answered_plain),
+                            "first_silent_ms": first_silent * 1000,
+                            "offline_at_kiosk": figures(silent_printing),
+                            "printer_timeout_s": PRINTER_TIMEOUT})
     return 0 if code == 0 else 1
 
 

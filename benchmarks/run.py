@@ -6,9 +6,10 @@
 1. Writes a throw-away hall (5 services A–E, 40 windows, no devices) to a temp
    dir and starts `python -m kioskd.cli run` on it, on a free 127.0.0.1 port.
 2. Measures the ceilings on the same machine and filesystem: durable one-row
-   SQLite commits per second (WAL, synchronous=FULL), and the requests per
-   second this client reaches against the same server on GET /livez, a route
-   that does nothing.
+   SQLite commits per second (WAL, synchronous=FULL), the same with N rows a
+   commit for N clients (the most group commit can give N clients), and the
+   requests per second this client reaches against the same server on
+   GET /livez, a route that does nothing.
 3. Runs "windows calling while kiosks issue" at 8 and 32 concurrent clients:
    half loop POST /api/v1/tickets, half (one window each) loop
    POST /api/v1/windows/{w}/call-next, over a backlog of pre-issued tickets.
@@ -43,6 +44,7 @@ from bench_daemon import CpuSample, Daemon, free_port, machine_busy_seconds
 from bench_hall import SERVICE_IDS, WINDOW_COUNT, write_hall
 from bench_load import (CALL_NEXT, ISSUE, LIVEZ, RouteStats, ScenarioResult,
                         Worker, issue_many, run_scenario, session)
+from bench_results import record
 from bench_sqlite import CommitCeiling, durable_commit_rate
 
 AIM_P99_MS = 20.0
@@ -73,7 +75,8 @@ class Measured:
 
 @dataclass
 class Report:
-    ceiling: CommitCeiling | None = None
+    ceiling: CommitCeiling | None = None        # one row a commit
+    ceilings: dict[int, CommitCeiling] = field(default_factory=dict)  # N clients: N rows a commit
     livez: dict[int, Measured] = field(default_factory=dict)
     load: dict[int, Measured] = field(default_factory=dict)
     preissue: list[RouteStats] = field(default_factory=list)
@@ -187,6 +190,9 @@ def print_report(report: Report, args: argparse.Namespace, daemon: Daemon, tmp: 
         out(f"SQLite durable commits (WAL, synchronous=FULL, 1 INSERT per BEGIN IMMEDIATE/COMMIT, "
             f"{c.seconds:.1f} s, same filesystem):")
         out(f"  {c.rate:,.0f} commits/s   p50 {c.p50_ms:.2f} ms   p99 {c.p99_ms:.2f} ms")
+        for clients, g in report.ceilings.items():
+            out(f"  {clients} rows a commit (the most {clients} clients get from group commit): "
+                f"{g.row_rate:,.0f} rows/s   p50 {g.p50_ms:.2f} ms   p99 {g.p99_ms:.2f} ms")
         out()
 
     headers = ["scenario", "clients", "route", "req/s", "p50 ms", "p99 ms", "max ms", "errors",
@@ -279,6 +285,10 @@ def print_report(report: Report, args: argparse.Namespace, daemon: Daemon, tmp: 
         ops = sum(len(r.routes[n].latencies) for n in ("issue", "call-next")) / r.seconds
         out(f"  store: {ops:,.0f} durable operations/s at {big} clients = "
             f"{ops / c.rate:.2f} x the one-commit-per-operation ceiling ({c.rate:,.0f}/s)")
+        g = report.ceilings.get(big)
+        if g is not None and g.row_rate:
+            out(f"         = {ops / g.row_rate:.2f} x the group-commit ceiling at {big} clients "
+                f"({g.row_rate:,.0f} rows/s, {big} a commit)")
 
 
 def _all_stats(report: Report):
@@ -314,7 +324,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="how long to measure SQLite durable commits")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (always kept "
                         "on failure)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file "
+                        "(and, in a make bench run, to its results: bench_results.py)")
     args = parser.parse_args(argv)
     for n in args.clients:
         if not 2 <= n <= 2 * WINDOW_COUNT:
@@ -339,6 +350,7 @@ def to_json(report: Report) -> dict:
     return {
         "sqlite_durable_commits": None if c is None else
         {"rate": c.rate, "p50_ms": c.p50_ms, "p99_ms": c.p99_ms, "seconds": c.seconds},
+        "durable_commit_ceilings": {str(n): g.as_dict() for n, g in report.ceilings.items()},
         "livez": {str(k): scen(m) for k, m in report.livez.items()},
         "issue_call": {str(k): scen(m) for k, m in report.load.items()},
     }
@@ -378,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"daemon up (pid {daemon.pid}) after {time.monotonic() - started:.1f} s; "
             f"measuring SQLite durable commits for {args.commit_seconds:g} s")
         report.ceiling = durable_commit_rate(tmp, args.commit_seconds)
+        for clients in args.clients:
+            report.ceilings[clients] = durable_commit_rate(tmp, args.commit_seconds, rows=clients)
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(bench(daemon, args, report))
     except KeyboardInterrupt:
@@ -414,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join("  " + line for line in daemon_log.splitlines()))
     if args.json:
         args.json.write_text(json.dumps(to_json(report), indent=2))
+    if not failures:
+        record("run", to_json(report))
     print()
     print(f"Total time {time.monotonic() - started:.0f} s. "
           + ("OK" if not failures else "FAILED: " + "; ".join(failures)))

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench_daemon import ApiClient, Daemon, free_port
+from bench_results import record
 from bench_stats import percentile
 
 PLAYER = """#!/bin/bash
@@ -44,6 +45,10 @@ data_dir = "var"
 [server]
 host = "127.0.0.1"
 port = {port}
+
+[limits]
+issue_per_terminal = 0
+issue_per_address = 0
 
 [[services]]
 id = "property"
@@ -118,6 +123,13 @@ def ms(values: list[float]) -> str:
             f"{percentile(ordered, 99) * 1000:6.1f} ms   max {ordered[-1] * 1000:6.1f} ms")
 
 
+def figures(values: list[float], detail: dict) -> dict:
+    ordered = sorted(values)
+    return {"p50_ms": percentile(ordered, 50) * 1000, "p99_ms": percentile(ordered, 99) * 1000,
+            "max_ms": ordered[-1] * 1000, "n": len(values),
+            "cache_hits": detail["cache"]["hits"], "cache_misses": detail["cache"]["misses"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=100)
@@ -134,6 +146,8 @@ def main() -> int:
     print(f"  cold cache   {ms(cold)}   (cache hits {cold_detail['cache']['hits']}, "
           f"misses {cold_detail['cache']['misses']})")
     print("  aim: warm p99 under 100 ms")
+    record("voice", {"warm": figures(warm, warm_detail), "cold": figures(cold, cold_detail),
+                     "aim_warm_p99_ms": 100.0})
     return 0
 
 

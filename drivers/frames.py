@@ -660,11 +660,18 @@ class FrameDecoder:
         while True:
             end = buffer.find(spec.trailer, search)
             if end < 0 or end - between - text_at > MAX_TEXT:
-                if first_problem is not None:
+                # The trailer tried may have been checksum bytes that look like it, the
+                # real one still on its way (the stream was split just there): wait for
+                # it, unless the buffer already runs past where it would be or the next
+                # frame's header has begun.
+                if first_problem is not None and (
+                        len(buffer) >= search - 1 + between + 2 * len(spec.trailer) - 1
+                        or buffer.find(spec.header, 1) >= 0):
                     return first_problem
                 if len(buffer) > text_at + between + MAX_TEXT + len(spec.trailer):
-                    return Rejected(f"no trailer {hex_bytes(spec.trailer)} within {MAX_TEXT} "
-                                    f"bytes of text", bytes(buffer[:text_at + MAX_TEXT]))
+                    return first_problem or Rejected(
+                        f"no trailer {hex_bytes(spec.trailer)} within {MAX_TEXT} bytes of "
+                        f"text", bytes(buffer[:text_at + MAX_TEXT]))
                 raise _NeedMore
             result = self._check(text_at, end - between - text_at)
             if isinstance(result, Frame):

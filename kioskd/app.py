@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -25,7 +26,7 @@ from .api import appointments as appointments_api
 from .api import audit as audit_api
 from .api import hall, supervision, tickets, windows
 from .api.deps import SECURITY_SCHEMES, Guard
-from .api.models import DeviceOut
+from .api.models import DeviceOut, Problem
 from . import audit, backup, logs, stats, ui
 from .aio import within
 from .alerts import Watch
@@ -35,8 +36,10 @@ from .config import Config
 from .devices import DeviceNotReady, Supervisor
 from .events import EventBus
 from .keypads import Keypads
+from .limits import IssueLimits, TooManyTickets
 from .metrics import Metrics
 from .printing import Printing
+from .privacy import scrub_text
 from .ratings import Ratings
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
 from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable, store_file
@@ -118,6 +121,13 @@ def create_app(config: Config, store: Store | None = None,
             "503 a device or the store unavailable."),
     )
     app.add_middleware(RefuseLargeBodies, limit=MAX_BODY)
+    if config.server.cors_origins:
+        # Closed unless the hall names the web origins whose pages call the API (a
+        # front-desk system served from elsewhere); kioskd's own pages need none.
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.server.cors_origins),
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                           expose_headers=["Retry-After"])
     app.state.config = config
     app.state.bus = bus
     app.state.queue = queue
@@ -130,7 +140,8 @@ def create_app(config: Config, store: Store | None = None,
     app.state.metrics = metrics
     app.state.alerts = alerts
     app.state.printing = Printing(config, queue, devices)
-    app.state.guard = Guard(config)
+    app.state.guard = guard = Guard(config)
+    app.state.issue_limits = IssueLimits(config.limits, clock)
 
     # Probes first (a watchdog asks them every few seconds and they must stay
     # cheap), then the routes a clerk and a kiosk press all day.
@@ -165,6 +176,19 @@ def create_app(config: Config, store: Store | None = None,
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
                                  description=app.description, routes=app.routes)
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            # Bad input is answered {"detail": "..."} (bad_input below), not with
+            # FastAPI's list of errors that its default 422 documents.
+            schemas = schema["components"].setdefault("schemas", {})
+            schemas["HTTPValidationError"] = Problem.model_json_schema()
+            schemas.pop("ValidationError", None)
+            schemas.setdefault("Problem", Problem.model_json_schema())
+            too_large = {"description": f"the body is over {MAX_BODY // 1024} KiB",
+                         "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if "requestBody" in operation:          # RefuseLargeBodies
+                        operation["responses"].setdefault("413", too_large)
             app.openapi_schema = schema
         return app.openapi_schema
     app.openapi = openapi
@@ -172,11 +196,20 @@ def create_app(config: Config, store: Store | None = None,
     @app.exception_handler(QueueError)
     async def queue_error(request: Request, exc: QueueError) -> JSONResponse:
         status = next((STATUS_OF[k] for k in type(exc).__mro__ if k in STATUS_OF), 409)
-        body = {"detail": _readable(str(exc))}
+        body = {"detail": _readable(guard.hide_tokens(str(exc)))}
         if exc.reason is not None:
             body["reason"] = exc.reason
         body.update(exc.answer)
         return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(TooManyTickets)
+    async def too_many(request: Request, exc: TooManyTickets) -> JSONResponse:
+        metrics.refused.labels(exc.limit).inc()
+        if exc.first:                    # once a minute: a stuck button must not flood the log
+            log.warning("tickets: %s (later refusals this minute are not logged)", exc)
+        return JSONResponse({"detail": str(exc), "reason": "rate_limited",
+                             "retry_after": exc.retry_after}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(StoreClosed)
     @app.exception_handler(StoreUnavailable)
@@ -191,7 +224,7 @@ def create_app(config: Config, store: Store | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _problem(_explain(exc), 422)
+        return _problem(guard.hide_tokens(_explain(exc)), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -200,7 +233,7 @@ def create_app(config: Config, store: Store | None = None,
             # bad input like any malformed JSON.
             return _problem(f"body: malformed JSON ({_parse_failure(exc)})", 422)
         if isinstance(exc.detail, str):
-            exc.detail = _readable(exc.detail)
+            exc.detail = _readable(guard.hide_tokens(exc.detail))
         return await http_exception_handler(request, exc)
 
     return app
@@ -240,11 +273,12 @@ class RefuseLargeBodies:
 
 
 def _readable(detail: str) -> str:
-    """An error's detail fit to send: what the caller sent is echoed at most
+    """An error's detail fit to send: any phone or ID number in what it echoes
+    masked (a kiosk shows errors to the hall), what the caller sent is echoed at most
     ECHO_MAX characters long, the whole at most DETAIL_MAX, and a lone surrogate
     (valid in a JSON string, not in UTF-8) is shown escaped instead of failing
     the answer with a 500."""
-    detail = _LONG_QUOTE.sub(lambda m: f"'{m.group(1)}…'", detail)
+    detail = _LONG_QUOTE.sub(lambda m: f"'{m.group(1)}…'", scrub_text(detail))
     if len(detail) > DETAIL_MAX:
         detail = detail[:DETAIL_MAX] + "…"
     return detail.encode("utf-8", "backslashreplace").decode("utf-8")

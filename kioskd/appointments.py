@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from .privacy import is_personal_number
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError, TicketView, ticket_id
 from .records import Actor, Appointment, AppointmentStatus, SYSTEM
 from .store import Tx
@@ -124,6 +125,9 @@ class Appointments:
         code = normal_code(booking.code)
         if code is None:
             raise Invalid(f"code: {CODE_RULE}")
+        if is_personal_number(code):         # it would be kept, listed and shown in full
+            raise Invalid("code: an ID number or a phone number cannot be a check-in code "
+                          "(kioskd keeps no personal data); use the booking's own code")
         slot_at = self.slot_time(booking.slot)
         if slot_at + self.after_s < now:
             when = self.queue.clock_text

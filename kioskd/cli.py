@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -18,9 +19,12 @@ import uvicorn
 
 from drivers.base import State
 
-from .config import Config, ConfigError, Device, load_config
+from .config import Config, ConfigError, Device, exposed_tokens, load_config
 from . import logs
+from .httpserver import BoundedHttpToolsProtocol
 from .systemd import Notifier
+
+log = logging.getLogger("kioskd")
 
 if TYPE_CHECKING:
     from .devices import Supervisor
@@ -128,6 +132,8 @@ def _check(path: Path) -> int:
     config = _load(path)
     if config is None:
         return EXIT_CONFIG
+    for warning in exposed_tokens(path):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
     return 0
@@ -357,9 +363,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1
     flush_logs = logs.setup(args.log_level)
+    for warning in exposed_tokens(args.config):
+        log.warning("config: %s", warning)
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(
         app, host=host, port=port, log_level=args.log_level, lifespan="on",
+        http=BoundedHttpToolsProtocol,   # a request's head is bounded, like its body
         log_config=None,          # uvicorn logs through ours: one format, and kioskd's own lines kept
         timeout_graceful_shutdown=10, access_log=False, server_header=False,
         proxy_headers=False),     # clients connect directly; no proxy's headers to trust

@@ -266,7 +266,11 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     """
     path = Path(path)
     if env is None:
-        env = {**read_env_file(path.parent / TOKENS_FILE), **os.environ}
+        tokens = path.parent / TOKENS_FILE
+        if (problem := _readable_by_all(tokens)) is not None:
+            raise ConfigError([f"{tokens}: {problem}; make it the service's alone: "
+                               f"chmod 640 {tokens} (owner root, group kioskd)"])
+        env = {**read_env_file(tokens), **os.environ}
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -282,6 +286,42 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError([f"line {line}: not valid UTF-8 (save the file as UTF-8)"]) from None
     config = loads_config(text, base_dir=path.absolute().parent, env=env)
     return replace(config, path=path.absolute())
+
+
+def _readable_by_all(path: Path) -> str | None:
+    """What is wrong when a file of secrets may be read or changed by any user of the PC."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o006:
+        return f"every user of this PC can {'change' if mode & 0o002 else 'read'} it " \
+               f"(mode {mode & 0o777:04o})"
+    return None
+
+
+def exposed_tokens(path: Path) -> list[str]:
+    """Warnings for tokens written into a devices.toml that every user of the PC may
+    read: they belong in tokens.env (or the service's environment) as ${NAME}s."""
+    problem = _readable_by_all(path)
+    if problem is None:
+        return []
+    try:
+        auth = tomllib.loads(path.read_text(encoding="utf-8")).get("auth", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return []
+    tables = {"[auth]": auth if isinstance(auth, dict) else {}}
+    windows = tables["[auth]"].get("windows")
+    tables["[auth.windows]"] = windows if isinstance(windows, dict) else {}
+    found = []
+    for label, table in tables.items():
+        for key, tokens in table.items():
+            written = [t for t in (tokens if isinstance(tokens, list) else [])
+                       if isinstance(t, str) and not _ENV_REF.fullmatch(t)]
+            if written:
+                found.append(f"{label} {key}: a token is written in the file and {problem}; "
+                             f"put it in {TOKENS_FILE} beside it and write \"${{NAME}}\" here")
+    return found
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -318,6 +358,8 @@ def loads_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(exc)]) from None
+    except RecursionError:               # tomllib recurses into each nested array
+        raise ConfigError(["invalid TOML: arrays or inline tables nested too deeply"]) from None
     reader = _Reader(os.environ if env is None else env, Path(base_dir).absolute())
     config = reader.read(data)
     if reader.problems:
@@ -347,6 +389,10 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError) -> str:
 # -- the reader ---------------------------------------------------------------
 
 _MISSING: Any = object()
+
+
+# What would split a problem line (a quoted key or value may hold it): shown escaped.
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _kind(value: Any) -> str:
@@ -401,7 +447,8 @@ class _Reader:
         section = label.strip("[").split(".")[0].split(" ")[0].split("]")[0]
         order = _SECTION_ORDER.get(section, -1)   # unknown tables first: often the cause of the rest
         where = f"{label} {key}" if key is not None else label
-        self.problems.append((order, len(self.problems), f"{where}: {message}"))
+        line = _LINE_BREAKING.sub(lambda m: ascii(m.group())[1:-1], f"{where}: {message}")
+        self.problems.append((order, len(self.problems), line))   # one line, whatever was quoted
 
     def sorted_problems(self) -> list[str]:
         return [text for _, _, text in sorted(self.problems)]

@@ -159,12 +159,20 @@ class EventBus:
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
-        sub = Subscription()
-        self._subscribers.add(sub)
+        sub = self.join()
         try:
             yield sub
         finally:
-            self._subscribers.discard(sub)
+            self.leave(sub)
+
+    def join(self) -> Subscription:
+        """A subscription receiving every event from now on, until `leave`."""
+        sub = Subscription()
+        self._subscribers.add(sub)
+        return sub
+
+    def leave(self, sub: Subscription) -> None:
+        self._subscribers.discard(sub)
 
     def close(self) -> None:
         """End every subscription (shutdown): streams finish instead of hanging."""

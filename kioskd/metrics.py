@@ -83,6 +83,10 @@ class Metrics:
                                 registry=registry)
         self.print_failures = Counter("kioskd_print_failures", "Tickets a printer did not "
                                       "print (issue or reprint)", ["device"], registry=registry)
+        self.refused = Counter("kioskd_issues_refused", "Issues refused by [limits] (429), "
+                               "by the limit that was reached", ["limit"], registry=registry)
+        for limit in ("terminal", "address"):
+            self.refused.labels(limit)
         self.wait = Histogram("kioskd_ticket_wait_seconds", "From issue to first call",
                               ["service"], buckets=WAIT_BUCKETS, registry=registry)
         self.call_next = Histogram("kioskd_call_next_duration_seconds", "POST call-next, from "

@@ -12,10 +12,16 @@ import re
 from typing import Any
 
 # An 18-digit resident ID number (the last character may be X) or an old 15-digit one,
-# and a mainland mobile number; not inside a longer run of digits.
+# also in the groups people write them in, and a mainland mobile number; not inside a
+# longer run of digits.
 # Letters, '_' and '-' around the digits mean an id (a ticket's is base64), not a number.
 _BEFORE, _AFTER = r"(?<![0-9A-Za-z_-])", r"(?![0-9A-Za-z_])"
-ID_NUMBER = re.compile(_BEFORE + r"(\d{6})(\d{8}|\d{6})(\d{3}[0-9Xx]|\d{3})" + _AFTER)
+ID_NUMBER = re.compile(_BEFORE + "(?:" + "|".join((
+    r"\d{6}[- ]?\d{8}[- ]?\d{3}[0-9Xx]",                 # 640102 19900101 1234
+    r"\d{6}[- ]\d{4}[- ]\d{4}[- ]\d{3}[0-9Xx]",         # 640102 1990 0101 1234
+    r"\d{4}[- ]\d{4}[- ]\d{4}[- ]\d{4}[- ]\d[0-9Xx]",  # 6401 0219 9001 0112 34
+    r"\d{6}[- ]?\d{6}[- ]?\d{3}")) + ")" + _AFTER)       # 640102 900101 123 (15 digits)
+_SEPARATORS = re.compile(r"[- ]")
 MOBILE = re.compile(_BEFORE + r"(?:\+?86[- ]?)?(1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})" + _AFTER)
 LANDLINE = re.compile(_BEFORE + r"(0\d{2,3})[- ]?(\d{7,8})" + _AFTER)
 _MASKED_PHONE = re.compile(r"\d{3}\*{4}\d{4}")
@@ -52,13 +58,23 @@ def mask_phone(phone: str | None) -> str | None:
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
+def is_personal_number(text: str) -> bool:
+    """Whether `text` as a whole is an ID number or a phone number."""
+    text = text.strip()
+    return any(pattern.fullmatch(text) for pattern in (ID_NUMBER, MOBILE, LANDLINE))
+
+
 def scrub_text(text: str) -> str:
     """Free text with every ID number and phone number in it masked."""
-    text = ID_NUMBER.sub(lambda m: m.group(1) + "*" * (len(m.group(0)) - 10)
-                         + m.group(0)[-4:], text)
+    text = ID_NUMBER.sub(lambda m: _masked_id(_SEPARATORS.sub("", m.group(0))), text)
     text = MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
     return LANDLINE.sub(lambda m: m.group(1) + "-" + "*" * (len(m.group(2)) - 4)
                         + m.group(2)[-4:], text)
+
+
+def _masked_id(digits: str) -> str:
+    """The region code and the last four: 640102********1234 (the birth date hidden)."""
+    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
 
 
 def scrub(value: Any) -> Any:

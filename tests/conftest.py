@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from kioskd.app import create_app
-from kioskd.config import Auth, Config, Device, Guide, Hall, Service, Window, loads_config
+from kioskd.config import Auth, Config, Device, Guide, Hall, Limits, Service, Window, loads_config
 from kioskd.queue import Queue
 from kioskd.store import SQLiteStore
 
@@ -48,6 +48,7 @@ def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
         hall=Hall(name="测试政务服务中心", timezone="Asia/Shanghai", data_dir=data_dir,
                   number_width=3, readmit_within_min=30, readmit_after=2),
         auth=auth or Auth(),
+        limits=Limits(0, 0),      # tests issue faster than kiosks can; test_limits sets its own
         services=(
             Service("property", "不动产登记", "A", "640100-001-01",
                     Guide(("不动产权属证书", "申请人身份证明"), "5个工作日", "不收费"), 10.0),
@@ -226,6 +227,12 @@ class HallClient:
 
     async def state(self, device_id: str, state: str) -> dict:
         return await device_in_state(self.client, device_id, state, self.wait)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-seconds", type=float, default=None, metavar="N",
+                     help="run tests/test_soak.py about N seconds, repeating its fault "
+                          "cycle (default: the CI run, about 80 s)")
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ data_dir = "var"
 host = "127.0.0.1"
 port = 8080
 
+[limits]                  # these tests load the hall faster than its kiosks ever could
+issue_per_terminal = 0
+issue_per_address = 0
+
 [[services]]
 id = "property"
 name = "不动产登记"

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from conftest import Clock, running, small_hall
 from kioskd.app import create_app
 from kioskd.config import Config
+from kioskd.httpserver import BoundedHttpToolsProtocol
 
 API = "/api/v1"
 
@@ -629,13 +630,14 @@ async def test_transfer_never_gives_500(client, body):
 
 @asynccontextmanager
 async def served(config: Config, clock: Clock) -> AsyncIterator[tuple[str, Any]]:
-    """The application behind a real uvicorn server on a free loopback port."""
+    """The application behind a real uvicorn server on a free loopback port, with the
+    daemon's own HTTP protocol."""
     app = create_app(config, clock=clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
-                                           log_level="warning"))
+                                           log_level="warning", http=BoundedHttpToolsProtocol))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):

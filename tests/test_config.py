@@ -935,6 +935,7 @@ def test_a_tokens_env_beside_the_file_fills_its_variables_the_environment_wins(
     (tmp_path / "tokens.env").write_text(
         "# the hall's tokens\n\nexport KIOSK_T=from-file\nSUPER_T=\"quoted value\"\n"
         "not a line\n; also a comment\n", encoding="utf-8")
+    (tmp_path / "tokens.env").chmod(0o640)
     assert read_env_file(tmp_path / "tokens.env") == {"KIOSK_T": "from-file",
                                                       "SUPER_T": "quoted value"}
     path = write(tmp_path, hall_toml('[auth]\nkiosk = ["${KIOSK_T}"]\n'
@@ -947,3 +948,32 @@ def test_a_tokens_env_beside_the_file_fills_its_variables_the_environment_wins(
     with pytest.raises(ConfigError, match="KIOSK_T"):
         load_config(path, env={})
     assert read_env_file(tmp_path / "missing.env") == {}
+
+
+@pytest.mark.parametrize("mode, word", [(0o644, "read"), (0o604, "read"), (0o662, "change")])
+def test_a_tokens_env_any_user_may_read_or_change_is_refused(tmp_path: Path, mode, word):
+    (tmp_path / "tokens.env").write_text("KIOSK_T=secret-kiosk-token\n", encoding="utf-8")
+    (tmp_path / "tokens.env").chmod(mode)
+    path = write(tmp_path, hall_toml('[auth]\nkiosk = ["${KIOSK_T}"]\n'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    [problem] = caught.value.problems
+    assert f"tokens.env: every user of this PC can {word} it (mode {mode:04o})" in problem
+    assert "chmod 640" in problem and "secret-kiosk-token" not in problem
+    (tmp_path / "tokens.env").chmod(0o640)                   # the group (kioskd) may read it
+    assert load_config(path).auth.kiosk == ("secret-kiosk-token",)
+
+
+def test_tokens_written_in_a_file_every_user_may_read_are_named(tmp_path: Path):
+    from kioskd.config import exposed_tokens
+    path = write(tmp_path, hall_toml('[auth]\nkiosk = ["written-kiosk-token"]\n'
+                                     'supervisor = ["${SUPER_T}"]\n'
+                                     '[auth.windows]\n"1" = ["written-window-token"]\n'))
+    path.chmod(0o644)
+    warnings = exposed_tokens(path)
+    assert [w.split(":")[0] for w in warnings] == ["[auth] kiosk", "[auth.windows] 1"]
+    assert all("every user of this PC can read it (mode 0644)" in w and "tokens.env" in w
+               for w in warnings)
+    assert not any("written-" in w for w in warnings)
+    path.chmod(0o640)
+    assert exposed_tokens(path) == []

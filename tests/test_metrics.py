@@ -377,7 +377,8 @@ async def test_metrics_are_public_and_show_no_token_person_or_ticket(tmp_path):
         known = ({s.id for s in config.services} | {w.id for w in config.windows}
                  | set(config.devices) | {d.driver for d in config.devices.values()}
                  | {"ready", "degraded", "offline", "disabled", "open", "paused", "closed",
-                    "done", "no_show", "cancelled", "transferred", "day_end", "true", "false"})
+                    "done", "no_show", "cancelled", "transferred", "day_end", "true", "false",
+                    "terminal", "address"})
         for family in text_string_to_metric_families(now.text):
             for sample in family.samples:
                 for label, value in sample.labels.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,7 +94,11 @@ def _line_rows(line: Line, profile: Profile) -> list[Image.Image]:
 def _glyph(char: str, bold: bool, width: int, height: int, cell_width: int,
            row_height: int) -> Image.Image:
     """One character drawn `height` times tall and `width` times wide, no wider than its cell;
-    descenders hang into the line spacing below the cell."""
+    descenders hang into the line spacing below the cell. A control or line-breaking
+    character (GB18030 decodes to U+0085 and U+2029 too) prints as a blank: the
+    text layout refuses to draw one."""
+    if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+        char = " "
     font = _font(bold, GLYPH_SIZE * height)
     advance = max(1, round(font.getlength(char)))
     image = Image.new("L", (advance, row_height), PAPER)

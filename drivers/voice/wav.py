@@ -92,6 +92,8 @@ def read_wav(path: str | os.PathLike[str]) -> Pcm:
         raise WavError("is cut short: the header is incomplete") from None
     except wave.Error as exc:
         raise WavError(_wave_problem(str(exc))) from None
+    except RuntimeError:              # wave's word for a chunk whose size runs past its end
+        raise WavError(_wave_problem("a chunk is larger than the file")) from None
     data = b"".join(blocks)
     data = data[:len(data) - len(data) % (channels * width)]   # a cut-off last frame
     if not data:
@@ -111,6 +113,8 @@ def duration_of(path: str | os.PathLike[str]) -> float:
         raise WavError(f"cannot be read: {exc.strerror or exc}") from None
     except (EOFError, wave.Error) as exc:
         raise WavError(_wave_problem(str(exc) or "the header is incomplete")) from None
+    except RuntimeError:              # wave's word for a chunk whose size runs past its end
+        raise WavError(_wave_problem("a chunk is larger than the file")) from None
     if rate <= 0:
         raise WavError(f"has an impossible sample rate {rate}")
     return frames / rate

@@ -115,8 +115,9 @@ class Refusal(Problem):
     message_en: str
 
 
+# 422 is also a malformed body or an unknown terminal: a plain Problem, no `reason`
 CHECK_IN_ERRORS = {**ERRORS, 404: {"model": Refusal}, 409: {"model": Refusal},
-                   422: {"model": Refusal}}
+                   422: {"model": Refusal | Problem}}
 
 
 def _appointments(request: Request) -> Appointments:

@@ -25,6 +25,7 @@ ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
 # When a token holds several roles that let it in, the audit log names the first.
 _ACTOR_ORDER = ("supervisor", "technician", "kiosk", "booking", "evaluator")
 BEARER = "bearer"           # the OpenAPI security scheme's name
+HIDDEN_MIN = 8              # characters: tokens at least this long are kept out of error details
 SECURITY_SCHEMES = {BEARER: {
     "type": "http", "scheme": "bearer",
     "description": "A token from devices.toml [auth]: kiosk, technician, supervisor, "
@@ -75,6 +76,27 @@ class Guard:
         for window_id, tokens in auth.windows.items():
             self._tokens += [(_digest(t), f"window:{window_id}") for t in tokens]
         self.open = frozenset(open_principals(config))
+        # What `hide_tokens` looks for: a token this short would be guessed anyway,
+        # and hiding it would garble details ("1" in "window 1").
+        every = [*(t for role in ROLES for t in getattr(auth, role)),
+                 *(t for tokens in auth.windows.values() for t in tokens)]
+        self._plain = sorted({t for t in every if len(t) >= HIDDEN_MIN}, key=len, reverse=True)
+
+    def hide_tokens(self, text: str) -> str:
+        """`text` with every token of the hall in it, or the start of one (an echo cut
+        short: 'AbCd…'), shown as `***`. For error details, which quote what the
+        caller sent: a token pasted into a terminal's or a window's field would be
+        echoed onto the kiosk's or the console's screen for anyone to read."""
+        for token in self._plain:
+            head = token[:HIDDEN_MIN]
+            start = text.find(head)
+            while start >= 0:
+                end = start + len(head)
+                while end - start < len(token) and text[end:end + 1] == token[end - start]:
+                    end += 1
+                text = text[:start] + "***" + text[end:]
+                start = text.find(head, start + 3)
+        return text
 
     def principals(self, token: str) -> set[str]:
         given = _digest(token)
@@ -198,6 +220,12 @@ def acts_as(request: Request, principal: str) -> bool:
     if principals:
         return principal in principals
     return principal in request.app.state.guard.open
+
+
+def acts_as_token(request: Request, principal: str) -> bool:
+    """Whether the caller presented a token holding `principal` (an open role on a
+    loopback hall does not count: anyone there has it)."""
+    return principal in (getattr(request.state, "principals", None) or ())
 
 
 def actor(request: Request, terminal: str | None = None) -> Actor:

@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..events import EventBus
+from ..events import EventBus, Subscription
 from ..queue import Queue
 from ..records import Event
-from .models import EventOut
+from .models import EventOut, Problem
 
 router = APIRouter(tags=["events"])
 
 PING_SECONDS = 15
+# A client that has not taken one write in this long is gone (a display unplugged
+# without a FIN); one that falls SUBSCRIBER_BACKLOG events behind is dropped by the bus.
+SEND_TIMEOUT_S = 30
+FULL_RETRY_S = 10       # what a client turned away because the streams are full is told
 
 
 @router.get("/events", summary="Live hall events (text/event-stream)",
             response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "one SSE message per event: `id`, `event` "
-                             "(the type) and `data` (JSON: id, type, at, data)"}})
+                             "(the type) and `data` (JSON: id, type, at, data)"},
+                       503: {"model": Problem, "description": "[server] event_clients "
+                             "streams are open already; `Retry-After` says when to try again"}})
 async def events(request: Request,
                  last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0),
                  since: int | None = Query(None, ge=0, description="same as Last-Event-ID, "
@@ -34,34 +41,58 @@ async def events(request: Request,
     `appointment.checked_in`, `window.changed`, `device.changed`, `alert` (raised,
     acknowledged, closed) and `announcement.dropped`. Ids increase. A
     client reconnecting with `Last-Event-ID` first receives everything it missed.
-    Without it the stream starts with what happens next."""
+    Without it the stream starts with what happens next. At most the hall's
+    `[server] event_clients` streams are open at once; one more is answered 503."""
     queue: Queue = request.app.state.queue
     bus: EventBus = request.app.state.bus
+    cap = queue.config.server.event_clients
+    if bus.subscriber_count >= cap:
+        return JSONResponse({"detail": f"the hall's {cap} event streams are all open "
+                             "([server] event_clients); try again later",
+                             "reason": "event_clients_full"},
+                            status_code=503, headers={"Retry-After": str(FULL_RETRY_S)})
     resume_from = last_event_id if last_event_id is not None else since
-    return EventSourceResponse(_stream(request, bus, queue, resume_from), ping=PING_SECONDS)
+    live = bus.join()           # subscribed (and counted) at once: nothing slips between,
+                                # and many displays reconnecting together meet an exact cap
+    return _Stream(_stream(bus, queue, live, resume_from), ping=PING_SECONDS,
+                   send_timeout=SEND_TIMEOUT_S, leave=lambda: bus.leave(live))
 
 
-async def _stream(request: Request, bus: EventBus, queue: Queue,
+class _Stream(EventSourceResponse):
+    """An event stream that leaves the bus however it ends: finished, dropped as a
+    laggard, timed out on a send, disconnected, or never started."""
+
+    def __init__(self, *args, leave: Callable[[], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._leave = leave
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._leave()
+
+
+async def _stream(bus: EventBus, queue: Queue, live: Subscription,
                   resume_from: int | None) -> AsyncIterator[ServerSentEvent]:
-    async with bus.subscribe() as live:        # subscribe first: nothing slips between
-        if resume_from is not None and resume_from > bus.last_id:
-            resume_from = None                 # an id from another database (restored,
-                                               # reset): start afresh rather than stay silent
-        sent = bus.last_id if resume_from is None else resume_from
-        while resume_from is not None:
-            missed = bus.since(sent)
-            from_memory = missed is not None
-            if not from_memory:                # older than memory: read the log
-                missed = await queue.events_after(sent)
-            for event in missed:
-                yield _message(event, queue)
-                sent = event.id
-            if from_memory or not missed:
-                break
-        async for event in live:
-            if event.id > sent:
-                yield _message(event, queue)
-                sent = event.id
+    if resume_from is not None and resume_from > bus.last_id:
+        resume_from = None                 # an id from another database (restored,
+                                           # reset): start afresh rather than stay silent
+    sent = bus.last_id if resume_from is None else resume_from
+    while resume_from is not None:
+        missed = bus.since(sent)
+        from_memory = missed is not None
+        if not from_memory:                # older than memory: read the log
+            missed = await queue.events_after(sent)
+        for event in missed:
+            yield _message(event, queue)
+            sent = event.id
+        if from_memory or not missed:
+            break
+    async for event in live:
+        if event.id > sent:
+            yield _message(event, queue)
+            sent = event.id
 
 
 def _message(event: Event, queue: Queue) -> ServerSentEvent:

@@ -10,25 +10,35 @@ from fastapi import APIRouter, Body, Request, Response, status
 
 from ..printing import status_url
 from ..queue import Invalid, Queue
-from .deps import GuardedRoute, actor, any_window_or, check_terminal, roles
+from .deps import (GuardedRoute, actor, acts_as_token, any_window_or, check_terminal,
+                   roles)
 from .models import IssueRequest, Problem, ReprintRequest, TicketOut
 
 router = APIRouter(tags=["tickets"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+LIMITED = {429: {"model": Problem, "description": "Too many tickets from this terminal or "
+                 "address ([limits]); `Retry-After` says when to ask again",
+                 "headers": {"Retry-After": {"description": "seconds",
+                                             "schema": {"type": "integer"}}}}}
 
 
 @router.post("/tickets", status_code=status.HTTP_201_CREATED, response_model=TicketOut,
-             responses=ERRORS, dependencies=[roles("kiosk", "supervisor")],
+             responses={**ERRORS, **LIMITED}, dependencies=[roles("kiosk", "supervisor")],
              summary="Take a number")
 async def issue(body: IssueRequest, request: Request) -> TicketOut:
     """Issue a ticket for a service. The ticket is committed to disk before this
     answers. With `terminal`, it is printed on that terminal's printer; a printer
-    fault never fails the issue: `print.status` says what happened."""
+    fault never fails the issue: `print.status` says what happened. Tickets from
+    one terminal and from one client address are limited by the hall's [limits]
+    (429 with `Retry-After`); a supervisor's token is not."""
     queue: Queue = request.app.state.queue
     if body.terminal is not None:
         check_terminal(queue.config, body.terminal)
+    if not acts_as_token(request, "supervisor"):
+        request.app.state.issue_limits.take(
+            body.terminal, request.client.host if request.client else None)
     who = actor(request, body.terminal)
     view = await queue.issue(body.service, body.priority, body.terminal, actor=who)
     if body.terminal is not None and body.print:
