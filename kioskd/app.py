@@ -104,6 +104,7 @@ def create_app(config: Config, store: Store | None = None,
             log.info("store: closed cleanly")
 
     app = FastAPIOffline(                # /docs from local files: a hall has no internet
+        redoc_url=None,                  # ReDoc fetches its logo from its maker's CDN
         title="kioskd",
         # kioskd exports its own metrics; FastAPI's OpenTelemetry hooks cost ~4% per request
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -118,9 +119,12 @@ def create_app(config: Config, store: Store | None = None,
             "the wrong role or another window: 403. Errors are `{\"detail\": \"...\"}`: "
             "404 unknown ticket or window, 409 an action that makes no sense in the "
             "current state (the queue is unchanged), 413 a body over 64 KiB, 422 bad input, "
-            "503 a device or the store unavailable."),
+            "429 too many tickets from one terminal or address ([limits], with "
+            "`Retry-After`), 431 a request line and headers over 16 KiB, 503 a device or "
+            "the store unavailable, or every event stream taken ([server] event_clients)."),
     )
     app.add_middleware(RefuseLargeBodies, limit=MAX_BODY)
+    app.add_middleware(ui.PagePolicy)     # the docs pages' policy; /ui sets its own
     if config.server.cors_origins:
         # Closed unless the hall names the web origins whose pages call the API (a
         # front-desk system served from elsewhere); kioskd's own pages need none.

@@ -48,7 +48,9 @@ class Subscription:
             self.lagged = True
             return False
 
-    def _end(self) -> None:
+    def end(self) -> None:
+        """End the subscription: its reader gets None (the oldest unread event gives
+        way if the queue is full)."""
         while True:
             try:
                 self._queue.put_nowait(None)
@@ -91,7 +93,7 @@ class EventBus:
                     log.warning("events: a subscriber fell %d events behind; dropping it",
                                 SUBSCRIBER_BACKLOG)
                     self._subscribers.discard(sub)
-                    sub._end()
+                    sub.end()
         if not fresh:
             return
         for listener in self._listeners:
@@ -177,7 +179,7 @@ class EventBus:
     def close(self) -> None:
         """End every subscription (shutdown): streams finish instead of hanging."""
         for sub in list(self._subscribers):
-            sub._end()
+            sub.end()
         self._subscribers.clear()
 
     @property

@@ -3,6 +3,9 @@ with a content security policy that lets a page load and talk to this daemon onl
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, status
@@ -72,3 +75,55 @@ class _Static(StaticFiles):
 
 def static_files() -> StaticFiles:
     return _Static(directory=UI_DIR / "static")
+
+
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+
+
+class PagePolicy:
+    """The same policy for every HTML answer that does not set its own: the API's
+    docs (/docs) come from fastapi-offline with their scripts beside them and one
+    inline start-up script, allowed by its hash; their styles are written by the
+    docs' own scripts, hence 'unsafe-inline' for styles on those pages alone."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/api/"):
+            return await self.app(scope, receive, send)      # JSON and events: no page
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def held(message: dict) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", ()))
+                if (headers.get(b"content-type", b"").startswith(b"text/html")
+                        and b"content-security-policy" not in headers):
+                    start = message            # held until the body is known
+                    return
+            elif start is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(chunks)
+                await send(_with_policy(start, body))
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+        await self.app(scope, receive, held)
+
+
+def _with_policy(start: dict, body: bytes) -> dict:
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+                      for script in _INLINE_SCRIPT.findall(body))
+    policy = (CSP.replace("script-src 'self'", f"script-src 'self' {hashes}".rstrip())
+                 .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+                 .replace("img-src 'self' data: blob:", "img-src 'self' data:"))
+    headers = [(k, v) for k, v in start.get("headers", ()) if k != b"content-length"]
+    headers += [(b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()
+                if k != "Content-Security-Policy"]
+    headers += [(b"content-security-policy", policy.encode())]
+    return {**start, "headers": headers}

@@ -99,7 +99,6 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/metrics"): public("/metrics"),
     ("GET", "/docs"): public("/docs"),                         # "OpenAPI at /docs"
     ("GET", "/docs/oauth2-redirect"): public("/docs/oauth2-redirect"),
-    ("GET", "/redoc"): public("/redoc"),
     ("GET", "/openapi.json"): public("/openapi.json"),
     ("HEAD", "/openapi.json"): public("/openapi.json"),
     ("MOUNT", "/static-offline-docs"): public("/static-offline-docs/swagger-ui.css"),

@@ -235,6 +235,29 @@ def test_a_failed_issue_says_so_in_plain_words_and_keeps_the_guide(hall, open_pa
     expect(page.locator("#result-number")).to_have_text(ticket["number"])
 
 
+def test_a_stuck_button_is_told_to_wait_in_plain_words(tmp_path_factory, open_page):
+    """The daemon's [limits] for real: a hall allowing one ticket a minute per terminal."""
+    for hall in running_hall(tmp_path_factory, "kiosk-limited", edits={
+            r"^issue_per_terminal = 10\b": "issue_per_terminal = 1"}):
+        page = open_page(f"{hall.url}/ui/kiosk?terminal=kiosk_1", viewport=PORTRAIT, touch=True)
+        page.wait_for_selector("body[data-ready]")
+        walk_to_guide(page, "住房公积金", "住房公积金提取")
+        page.locator("#take").tap()
+        first = result_ticket(page, hall)
+        page.locator("#done").tap()
+        walk_to_guide(page, "住房公积金", "住房公积金提取")
+        page.locator("#take").tap()
+        problem = page.locator("#issue-problem")
+        expect(problem).to_be_visible()
+        expect(problem).to_contain_text("请稍等片刻再按一次")
+        assert "too many tickets from terminal kiosk_1" in \
+            page.locator("#issue-problem-text").get_attribute("title")
+        expect(page.locator("#take")).to_be_enabled()
+        shot(page, "kiosk-rate-limited")
+        waiting = hall.api("GET", "/queue", expect=200)["services"]
+        assert sum(s["waiting"] for s in waiting) == 1 and first["number"]
+
+
 # ------------------------------------------------------------------ for whoever stands there
 
 def test_elder_mode_makes_everything_larger_and_starker(hall, open_page):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from browser import chromium, demo_hall_daemon, open_page  # noqa: F401 (fixtures)
+from browser import chromium, demo_hall_daemon, open_page, shot  # noqa: F401 (fixtures)
 
 PAGES = ["kiosk", "window", "display", "diagnostics", "supervisor", "rate"]
 
@@ -37,3 +37,18 @@ def test_every_page_loads_in_the_browser_without_an_error_or_another_host(demo_h
         page = open_page(f"{demo_hall_daemon.url}/ui/{name}")
         page.wait_for_load_state("load")          # module scripts have run
         assert page.evaluate("document.querySelectorAll('script[type=module]').length") >= 1
+
+
+def test_the_api_docs_render_under_the_same_policy(demo_hall_daemon, open_page):
+    """/docs (fastapi-offline: no CDN) under the pages' policy, its one inline
+    start-up script allowed by its hash: it renders, and asks no other host. (ReDoc
+    is not served: it fetches its logo from its maker's CDN.)"""
+    with httpx.Client(base_url=demo_hall_daemon.url) as http:
+        for path in ("/docs", "/docs/oauth2-redirect"):
+            csp = http.get(path).headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+            assert "unsafe-eval" not in csp and "http" not in csp
+        assert http.get("/redoc").status_code == 404
+    docs = open_page(f"{demo_hall_daemon.url}/docs")
+    docs.wait_for_selector('.swagger-ui [data-path="/api/v1/tickets"]')
+    shot(docs, "api-docs")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -21,6 +23,7 @@ PING_SECONDS = 15
 # without a FIN); one that falls SUBSCRIBER_BACKLOG events behind is dropped by the bus.
 SEND_TIMEOUT_S = 30
 FULL_RETRY_S = 10       # what a client turned away because the streams are full is told
+STOPPING_GRACE_S = 2    # a stopping server lets each stream end itself this long
 
 
 @router.get("/events", summary="Live hall events (text/event-stream)",
@@ -54,8 +57,19 @@ async def events(request: Request,
     resume_from = last_event_id if last_event_id is not None else since
     live = bus.join()           # subscribed (and counted) at once: nothing slips between,
                                 # and many displays reconnecting together meet an exact cap
+    stopping = anyio.Event()    # set by sse-starlette as the server begins to stop
     return _Stream(_stream(bus, queue, live, resume_from), ping=PING_SECONDS,
-                   send_timeout=SEND_TIMEOUT_S, leave=lambda: bus.leave(live))
+                   send_timeout=SEND_TIMEOUT_S, leave=lambda: bus.leave(live),
+                   shutdown_event=stopping, shutdown_grace_period=STOPPING_GRACE_S,
+                   data_sender_callable=partial(_end_when, stopping, live))
+
+
+async def _end_when(stopping: anyio.Event, live: Subscription) -> None:
+    """The server is stopping: end the stream, so that its response completes and
+    the display sees the stream end, rather than cut off (which uvicorn logs as an
+    ERROR on every stop with a display connected)."""
+    await stopping.wait()
+    live.end()
 
 
 class _Stream(EventSourceResponse):
