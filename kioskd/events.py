@@ -78,6 +78,9 @@ class EventBus:
         self._subscribers: set[Subscription] = set()
         self._listeners: list[Callable[[list[Event]], None]] = []
         self.last_id = 0
+        # each event's SSE message, encoded once for every stream that sends it
+        # (api.events); an event never changes once committed
+        self.rendered: dict[int, bytes] = {}
 
     def publish(self, events: Iterable[Event]) -> None:
         """Called on the event loop, in commit order."""

@@ -22,7 +22,8 @@ PING_SECONDS = 15
 # A client that has not taken one write in this long is gone (a display unplugged
 # without a FIN); one that falls SUBSCRIBER_BACKLOG events behind is dropped by the bus.
 SEND_TIMEOUT_S = 30
-FULL_RETRY_S = 10       # what a client turned away because the streams are full is told
+FULL_RETRY_S = 10
+RENDERED = 4096         # events kept encoded (a display resuming from further back re-encodes)       # what a client turned away because the streams are full is told
 STOPPING_GRACE_S = 2    # a stopping server lets each stream end itself this long
 
 
@@ -88,7 +89,7 @@ class _Stream(EventSourceResponse):
 
 
 async def _stream(bus: EventBus, queue: Queue, live: Subscription,
-                  resume_from: int | None) -> AsyncIterator[ServerSentEvent]:
+                  resume_from: int | None) -> AsyncIterator[bytes]:
     if resume_from is not None and resume_from > bus.last_id:
         resume_from = None                 # an id from another database (restored,
                                            # reset): start afresh rather than stay silent
@@ -99,17 +100,25 @@ async def _stream(bus: EventBus, queue: Queue, live: Subscription,
         if not from_memory:                # older than memory: read the log
             missed = await queue.events_after(sent)
         for event in missed:
-            yield _message(event, queue)
+            yield _message(event, queue, bus)
             sent = event.id
         if from_memory or not missed:
             break
     async for event in live:
         if event.id > sent:
-            yield _message(event, queue)
+            yield _message(event, queue, bus)
             sent = event.id
 
 
-def _message(event: Event, queue: Queue) -> ServerSentEvent:
-    body = EventOut.of(event, queue).model_dump()
-    return ServerSentEvent(id=str(event.id), event=event.type,
-                           data=json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+def _message(event: Event, queue: Queue, bus: EventBus) -> bytes:
+    """The event as one SSE message, encoded once however many displays are reading:
+    with 500 of them, encoding per stream was most of a call's cost on the loop."""
+    rendered = bus.rendered.get(event.id)
+    if rendered is None:
+        body = EventOut.of(event, queue).model_dump()
+        rendered = ServerSentEvent(id=str(event.id), event=event.type, data=json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"))).encode()
+        if len(bus.rendered) >= RENDERED:
+            del bus.rendered[next(iter(bus.rendered))]      # the oldest
+        bus.rendered[event.id] = rendered
+    return rendered
