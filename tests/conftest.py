@@ -232,7 +232,7 @@ class HallClient:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak-seconds", type=float, default=None, metavar="N",
                      help="run tests/test_soak.py about N seconds, repeating its fault "
-                          "cycle (default: the CI run, about 80 s)")
+                          "cycle (default: the CI run, about 75 s)")
 
 
 @pytest.fixture
