@@ -22,8 +22,8 @@ PING_SECONDS = 15
 # A client that has not taken one write in this long is gone (a display unplugged
 # without a FIN); one that falls SUBSCRIBER_BACKLOG events behind is dropped by the bus.
 SEND_TIMEOUT_S = 30
-FULL_RETRY_S = 10
-RENDERED = 4096         # events kept encoded (a display resuming from further back re-encodes)       # what a client turned away because the streams are full is told
+FULL_RETRY_S = 10       # what a client turned away because the streams are full is told
+RENDERED = 4096         # events kept encoded (a display resuming from further back re-encodes)
 STOPPING_GRACE_S = 2    # a stopping server lets each stream end itself this long
 
 
