@@ -132,7 +132,7 @@ def _check(path: Path) -> int:
     config = _load(path)
     if config is None:
         return EXIT_CONFIG
-    for warning in exposed_tokens(path):
+    for warning in exposed_tokens(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
@@ -363,7 +363,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1
     flush_logs = logs.setup(args.log_level)
-    for warning in exposed_tokens(args.config):
+    for warning in exposed_tokens(config):
         log.warning("config: %s", warning)
     app = create_app(config)
     server = _NotifyingServer(uvicorn.Config(

@@ -120,6 +120,8 @@ class Auth:
     windows: dict[str, tuple[str, ...]] = field(default_factory=dict)
     booking: tuple[str, ...] = ()       # the booking system: registers and cancels appointments
     evaluator: tuple[str, ...] = ()     # the rating pads at the windows
+    written: tuple[str, ...] = ()       # "[auth] kiosk", ...: keys holding a token itself,
+                                        # not a ${NAME} (exposed_tokens warns)
 
 
 @dataclass(frozen=True)
@@ -300,28 +302,15 @@ def _readable_by_all(path: Path) -> str | None:
     return None
 
 
-def exposed_tokens(path: Path) -> list[str]:
+def exposed_tokens(config: Config) -> list[str]:
     """Warnings for tokens written into a devices.toml that every user of the PC may
     read: they belong in tokens.env (or the service's environment) as ${NAME}s."""
-    problem = _readable_by_all(path)
+    problem = _readable_by_all(config.path) if config.path is not None else None
     if problem is None:
         return []
-    try:
-        auth = tomllib.loads(path.read_text(encoding="utf-8")).get("auth", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
-        return []
-    tables = {"[auth]": auth if isinstance(auth, dict) else {}}
-    windows = tables["[auth]"].get("windows")
-    tables["[auth.windows]"] = windows if isinstance(windows, dict) else {}
-    found = []
-    for label, table in tables.items():
-        for key, tokens in table.items():
-            written = [t for t in (tokens if isinstance(tokens, list) else [])
-                       if isinstance(t, str) and not _ENV_REF.fullmatch(t)]
-            if written:
-                found.append(f"{label} {key}: a token is written in the file and {problem}; "
-                             f"put it in {TOKENS_FILE} beside it and write \"${{NAME}}\" here")
-    return found
+    return [f"{where}: a token is written in the file and {problem}; put it in "
+            f"{TOKENS_FILE} beside it and write \"${{NAME}}\" here"
+            for where in config.auth.written]
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -440,6 +429,7 @@ class _Reader:
         # a reference to one of those is not reported again as a dangling reference.
         self.ids_in_file: dict[str, set[str]] = {"services": set(), "windows": set(), "devices": set(),
                                                  "categories": set()}
+        self.written_tokens: list[str] = []     # Auth.written
 
     # -- problems -----------------------------------------------------------
 
@@ -934,9 +924,14 @@ class _Reader:
         t.finish(_AUTH_ROLES + ("windows",))
         return Auth(kiosk=roles["kiosk"], technician=roles["technician"],
                     supervisor=roles["supervisor"], windows=per_window,
-                    booking=roles["booking"], evaluator=roles["evaluator"])
+                    booking=roles["booking"], evaluator=roles["evaluator"],
+                    written=tuple(self.written_tokens))
 
     def tokens(self, t: _Table, key: str) -> tuple[str, ...]:
+        raw = t.raw(key)
+        if isinstance(raw, list) and any(isinstance(item, str) and not _ENV_REF.fullmatch(item)
+                                         for item in raw):
+            self.written_tokens.append(f"{t.label} {key}")
         tokens = t.strings(key, ()) or ()
         for token in tokens:
             if not token.strip():

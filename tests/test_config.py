@@ -970,10 +970,10 @@ def test_tokens_written_in_a_file_every_user_may_read_are_named(tmp_path: Path):
                                      'supervisor = ["${SUPER_T}"]\n'
                                      '[auth.windows]\n"1" = ["written-window-token"]\n'))
     path.chmod(0o644)
-    warnings = exposed_tokens(path)
+    warnings = exposed_tokens(load_config(path, env={"SUPER_T": "from-env"}))
     assert [w.split(":")[0] for w in warnings] == ["[auth] kiosk", "[auth.windows] 1"]
     assert all("every user of this PC can read it (mode 0644)" in w and "tokens.env" in w
                for w in warnings)
     assert not any("written-" in w for w in warnings)
     path.chmod(0o640)
-    assert exposed_tokens(path) == []
+    assert exposed_tokens(load_config(path, env={"SUPER_T": "from-env"})) == []

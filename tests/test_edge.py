@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from conftest import eventually, running, small_hall
-from kioskd.config import Limits, Server
+from kioskd.config import Server
 from kioskd.records import Event
 from kioskd.httpserver import MAX_HEAD
 from test_api import served, sse, subscribed
@@ -26,8 +26,7 @@ API = "/api/v1"
 
 def hall(tmp_path, **server):
     config = small_hall(tmp_path / "var")
-    return dataclasses.replace(config, limits=Limits(0, 0),
-                               server=dataclasses.replace(Server(), **server))
+    return dataclasses.replace(config, server=dataclasses.replace(Server(), **server))
 
 
 def exchange(port: int, request: bytes) -> bytes:

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
 
 from conftest import Clock, small_hall
 from kioskd.app import create_app
-from kioskd.config import Alerts, Auth, Limits, Thresholds
+from kioskd.config import Alerts, Auth, Thresholds
 
 API = "/api/v1"
 EVENTS = f"{API}/events"
@@ -77,10 +77,10 @@ def quiet_hall(data_dir: Path):
     """The small hall, fully guarded, with nothing that changes the event log by
     itself: no watch alerts (its checks follow every change a second later, and
     one landing between the two looks of a refused request would look like the
-    request's doing), no issue limits."""
+    request's doing); small_hall sets no issue limits."""
     config = small_hall(data_dir, AUTH)
     return dataclasses.replace(
-        config, limits=Limits(0, 0),
+        config,
         alerts=Alerts(pause_min=0, device_offline_s=0, thresholds=NO_ALERTS),
         services=tuple(dataclasses.replace(s, thresholds=NO_ALERTS) for s in config.services))
 

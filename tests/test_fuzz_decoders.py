@@ -43,7 +43,9 @@ from pymodbus.pdu.register_message import (ReadHoldingRegistersRequest,
                                            WriteMultipleRegistersResponse,
                                            WriteSingleRegisterRequest)
 
-from conftest import demo_frame, hall_toml
+from conftest import hall_toml
+from test_frames import HALL as BOARD_HALL, VENDORS     # the vendors' frames, as they test them
+from test_keypads import ANSWER_FRAME, KEY_FRAME
 from drivers.base import DeviceError
 from drivers.board import Display
 from drivers.escpos import Settings as PrinterSettings
@@ -242,67 +244,16 @@ def test_the_printer_driver_reads_garbage_status_as_a_device_error(answer: bytes
 
 # -- vendor frames --------------------------------------------------------------------------
 
-BOARD = hall_toml('[devices.board]\ndriver = "framed_text"\nport = "tty-board"\n',
-                  window='board = "board"')
-VENDORS = {
-    # AA 55 | address | 31 | line | effect | length | text | sum8 | 0D 0A, acked
-    "sum8": "lines = 2\n" + demo_frame("board", ack=True),
-    # 02 | 2-byte address | 44 | line | text (ended by the trailer) | CRC-16 | 03
-    "crc16": """lines = 3
-[devices.board.frame]
-layout = ["header", "address", "command", "line", "text", "checksum", "trailer"]
-header = "02"
-address_bytes = 2
-command = "44"
-line_base = 0
-encoding = "gbk"
-checksum = "crc16_modbus"
-trailer = "03"
-""",
-    # 7E | 4-byte LE address | A1 01 | 2-byte length of address..checksum | text | xor8
-    "xor8": """[devices.board.frame]
-layout = ["header", "address", "command", "length", "text", "checksum"]
-header = "7E"
-address_bytes = 4
-byte_order = "little"
-command = "A1 01"
-length_bytes = 2
-length_span = ["address", "checksum"]
-checksum = "xor8"
-checksum_span = ["header", "text"]
-""",
-}
-
-
 def board_settings(vendor: str, tmp: Path):
-    config = loads_config(BOARD.replace('port = "tty-board"\n',
+    config = loads_config(BOARD_HALL.replace('port = "tty-board"\n',
                                         'port = "tty-board"\n' + VENDORS[vendor]),
                           base_dir=tmp, env={})
     return config.devices["board"].settings
 
 
-KEYPADS = hall_toml("""
-[devices.keypads]
-driver = "keypad"
-port = "tty-keypads"
-[devices.keypads.frame]
-layout = ["header", "address", "key", "checksum", "trailer"]
-header = "AA"
-checksum = "xor8"
-trailer = "55"
-[devices.keypads.answer]
-layout = ["header", "address", "command", "length", "text", "checksum", "trailer"]
-header = "AA"
-command = "31"
-beep = "32"
-encoding = "gb18030"
-checksum = "xor8"
-trailer = "55"
-[devices.keypads.keypads]
-1 = "1"
-[devices.keypads.keys]
-"01" = "call-next"
-""")
+KEYPADS = hall_toml('[devices.keypads]\ndriver = "keypad"\nport = "tty-keypads"\n'
+                    + KEY_FRAME.format(id="keypads") + ANSWER_FRAME.format(id="keypads")
+                    + '[devices.keypads.keypads]\n1 = "1"\n[devices.keypads.keys]\n"01" = "call-next"\n')
 TMP = Path("/nonexistent-fuzz")          # nothing is opened: the ports are never started
 SPECS: dict[str, FrameSpec] = {vendor: board_settings(vendor, TMP).frame for vendor in VENDORS}
 KEYPAD_SETTINGS = loads_config(KEYPADS, base_dir=TMP, env={}).devices["keypads"].settings

@@ -35,7 +35,7 @@ import pytest
 
 import drivers
 from conftest import demo_frame, running, small_hall, until
-from daemon import Daemon
+from daemon import Daemon, hall_toml
 from drivers.escpos.emulator import EmulatedPrinter
 from kioskd.config import load_config
 from kioskd.privacy import is_personal_number, scrub_text
@@ -45,16 +45,7 @@ KIOSK, SUPER, TECH, BOOKING, EVALUATOR, W1, W2 = (
     "kiosk-tok-7f3a", "super-tok-91c2", "tech-tok-5d0e", "booking-tok-2b8f", "eval-tok-c4a1",
     "window1-tok-e6d9", "window2-tok-08b7")
 
-HALL = """\
-[hall]
-name = "个人信息测试大厅"
-timezone = "Asia/Shanghai"
-data_dir = "var"
-
-[server]
-host = "127.0.0.1"
-port = 8080
-
+HALL = hall_toml(2, boards={"1": "board_1", "2": "strip_2"}) + """
 [auth]
 kiosk = ["{KIOSK}"]
 technician = ["{TECH}"]
@@ -65,34 +56,6 @@ evaluator = ["{EVALUATOR}"]
 [auth.windows]
 "1" = ["{W1}"]
 "2" = ["{W2}"]
-
-[limits]
-issue_per_terminal = 0
-issue_per_address = 0
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[services]]
-id = "business"
-name = "企业开办"
-prefix = "B"
-code = "640100-002-01"
-
-[[windows]]
-id = "1"
-name = "1号窗口"
-services = ["property", "business"]
-board = "board_1"
-
-[[windows]]
-id = "2"
-name = "2号窗口"
-services = ["business", "property"]
-board = "strip_2"
 
 [devices.printer_1]
 driver = "escpos"

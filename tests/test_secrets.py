@@ -26,20 +26,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import running, small_hall
-from daemon import Daemon, free_port
+from daemon import Daemon, free_port, hall_toml
 from kioskd.config import Auth
 from secrets_outputs import Recorder, audit_log, data_files, every_event, get_routes, leaks
 
-HALL = """\
-[hall]
-name = "密钥测试大厅"
-timezone = "Asia/Shanghai"
-data_dir = "var"
-
-[server]
-host = "127.0.0.1"
-port = 8080
-
+HALL = hall_toml(2) + """
 [auth]
 kiosk = ["${KIOSKD_KIOSK_TOKEN}"]
 technician = ["${KIOSKD_TECHNICIAN_TOKEN}"]
@@ -50,32 +41,6 @@ evaluator = ["${KIOSKD_EVALUATOR_TOKEN}"]
 [auth.windows]
 "1" = ["${KIOSKD_WINDOW_1_TOKEN}"]
 "2" = ["${KIOSKD_WINDOW_2_TOKEN}"]
-
-[limits]                      # the day below issues faster than a hall's limits allow
-issue_per_terminal = 0
-issue_per_address = 0
-
-[[services]]
-id = "property"
-name = "不动产登记"
-prefix = "A"
-code = "640100-001-01"
-
-[[services]]
-id = "business"
-name = "企业开办"
-prefix = "B"
-code = "640100-002-01"
-
-[[windows]]
-id = "1"
-name = "1号窗口"
-services = ["property", "business"]
-
-[[windows]]
-id = "2"
-name = "2号窗口"
-services = ["business", "property"]
 
 [devices.printer_1]
 driver = "escpos"
