@@ -334,17 +334,20 @@ class Changes:
 
 
 def reconcile(tx: Tx, at: float, seen: Iterable[Condition],
-              unheard: Collection[str] = ()) -> Changes:
+              unheard: Collection[str] = (), own: Collection[str] | None = None) -> Changes:
     """Make the open alerts match the conditions `seen`: raise each new one once, close
     (as the system) each watched alert whose condition is no longer seen, except those
-    of the devices in `unheard`. Alerts the watch does not own are left alone."""
+    of the devices in `unheard`, and of devices not in `own` (None: every device is
+    this daemon's): another daemon of the hall watches its own. Alerts the watch does
+    not own are left alone."""
     open_now = {a.key: a for a in tx.open_alert_records()}
     wanted = {c.key: c for c in seen}
     changes = Changes()
     for alert in list(open_now.values()):
         if alert.key in wanted or not watched(alert.key):
             continue
-        if alert.device is not None and alert.device in unheard:
+        if alert.device is not None and (
+                alert.device in unheard or (own is not None and alert.device not in own)):
             continue
         close_alert(tx, alert, at)
         del open_now[alert.key]
@@ -402,7 +405,7 @@ class Watch:
         began = time.perf_counter()
         seen = self.conditions.hall(tx, now)
         found, unheard = self.conditions.devices(self.devices.now, now)
-        changes = reconcile(tx, now, [*seen, *found], unheard)
+        changes = reconcile(tx, now, [*seen, *found], unheard, own=self.config.devices)
         self.last_check_s = time.perf_counter() - began
         return changes
 

@@ -42,7 +42,7 @@ from .printing import Printing
 from .privacy import scrub_text
 from .ratings import Ratings
 from .queue import Conflict, Invalid, NotFound, Queue, QueueError
-from .store import SQLiteStore, Store, StoreClosed, StoreUnavailable, store_file
+from .store import Store, StoreClosed, StoreUnavailable, store_for
 from .voice import Voices
 
 log = logging.getLogger("kioskd")
@@ -61,7 +61,7 @@ def create_app(config: Config, store: Store | None = None,
     """The daemon's application. `store` and `clock` are for tests."""
     bus = EventBus()
     if store is None:
-        store = SQLiteStore(store_file(config.hall.data_dir))
+        store = store_for(config)
     store.on_commit = bus.publish
     bus.listen(logs.log_events)
     queue = Queue(config, store, clock)
@@ -76,7 +76,7 @@ def create_app(config: Config, store: Store | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await store.open()
-        bus.remember(await store.transact(lambda tx: tx.events_after(
+        bus.remember(await store.view(lambda tx: tx.events_after(
             max(0, tx.last_event_id() - HISTORY_AT_START), HISTORY_AT_START)))
         await queue.setup()
         await devices.start()
@@ -155,7 +155,7 @@ def create_app(config: Config, store: Store | None = None,
 
     @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
     async def healthz() -> dict:
-        await store.transact(lambda tx: None)     # the store answers, too
+        await store.view(lambda tx: None)     # the store answers, too
         return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
 
     # Public like /healthz: counts, states and device ids, never a token or a person.
@@ -218,7 +218,9 @@ def create_app(config: Config, store: Store | None = None,
     @app.exception_handler(StoreClosed)
     @app.exception_handler(StoreUnavailable)
     async def store_error(request: Request, exc: Exception) -> JSONResponse:
-        return _problem(str(exc), 503)
+        # `reason` lets a page say it plainly: the queue itself is away, not a device
+        return JSONResponse({"detail": _readable(str(exc)), "reason": "store_unavailable"},
+                            status_code=503)
 
     @app.exception_handler(DeviceNotReady)
     async def device_not_ready(request: Request, exc: DeviceNotReady) -> JSONResponse:

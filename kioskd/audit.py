@@ -2,8 +2,8 @@
 appointment or alert, and every device command — written append-only in the same
 transaction as the change, so that the log and the hall never disagree.
 
-The store forbids changing an entry and deleting one younger than 180 days (SQLite
-triggers); `purge` removes what the hall's `[audit] retention_days` lets go. Nothing
+The store forbids changing an entry and deleting one younger than 180 days (triggers,
+migrations.py, the same words in SQLite and PostgreSQL); `purge` removes what the hall's `[audit] retention_days` lets go. Nothing
 personal is written: actors are roles, windows and terminals, and the details are
 the queue's own data (numbers, states, services), masked again here to be sure.
 """

@@ -146,6 +146,11 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    if config.store.url is not None:
+        print(f"kioskd {args.command}: this hall's store is PostgreSQL ([store] url); back it "
+              "up and restore it with pg_dump and pg_restore (README: Several daemons, one "
+              "database)", file=sys.stderr)
+        return 1
     db = store_file(config.hall.data_dir)
     try:
         if args.command == "backup":
@@ -356,9 +361,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     try:                          # a clear line now, not a traceback from start-up
-        lock = StoreLock(store_file(config.hall.data_dir))
-        lock.acquire("kioskd run")
-        lock.release()
+        if config.store.url is None:  # (a shared store: the instance name is held instead)
+            lock = StoreLock(store_file(config.hall.data_dir))
+            lock.acquire("kioskd run")
+            lock.release()
     except (StoreInUse, OSError) as exc:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1

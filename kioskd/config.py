@@ -6,6 +6,7 @@ import datetime as _dt
 import difflib
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -77,6 +78,8 @@ class Window:
     board: str | None = None
     temporary: bool = False
     voice: str | None = None        # the voice device (zone) that calls it; None: every one
+    instance: str | None = None     # the daemon ([hall] instance) its clerk, board and keypad
+                                    # are on, in a hall of several; None: any (every) daemon
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Hall:
     print_materials: bool = False   # the service's required materials on the printed ticket
     readmit_within_min: int = 30    # a no-show may be re-admitted this long after the call
     readmit_after: int = 3          # ... and goes back in after this many waiting tickets
+    instance: str | None = None     # this daemon's name among the hall's; None: the host name
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,55 @@ class Backup:
     folder: Path | None = None      # None: backups/ in the data dir
 
 
+@dataclass(frozen=True, repr=False)
+class StoreSettings:
+    """[store]: where the queue is kept. None: the embedded SQLite file in data_dir;
+    a postgresql:// URL: a database the hall's daemons share."""
+
+    url: str | None = None
+
+    def __repr__(self) -> str:          # the URL may hold the database's password
+        return f"StoreSettings(url={None if self.url is None else safe_url(self.url)!r})"
+
+
+# Where a connection string holds its password (each: before, secret, after): a URL's
+# user:SECRET@ and ?password=SECRET, or password=SECRET in libpq's key=value form.
+_URL_SECRETS = (re.compile(r"(://[^/?#:@]*:)([^/?#]*)(@)"),
+                re.compile(r"([?&]password=)([^&#]*)()", re.I))
+_KEYWORD_SECRET = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)()", re.I)
+
+
+def safe_url(url: str) -> str:
+    """A database URL as it may be shown or logged: the password, if any, as ***."""
+    for pattern in _URL_SECRETS if "://" in url else (_KEYWORD_SECRET,):
+        url = pattern.sub(r"\1***\3", url)
+    return url
+
+
+def store_url_problem(url: str) -> str | None:
+    """What is wrong with a `[store] url`, said without its password; None when
+    libpq can read it."""
+    shown = safe_url(url)
+    if not url.startswith(STORE_SCHEMES):
+        return (f"'{shown}' is not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DATABASE "
+                f"(the password as ${{NAME}}, its value in {TOKENS_FILE}), or leave [store] "
+                f"out for the embedded SQLite store in data_dir")
+    from psycopg.conninfo import conninfo_to_dict      # only halls with a shared store
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception as exc:         # psycopg.ProgrammingError, saying what libpq read
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        secret = re.search(r"://[^/?#:@]*:([^/?#]*)@", url)
+        why = why.replace(url, shown)
+        if secret and len(secret.group(1)) >= 4:
+            why = why.replace(secret.group(1), "***")
+        return f"'{shown}' is not a URL PostgreSQL can read: {why}"
+    for port in str(parts.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            return f"'{shown}': port '{port}' is not a number from 1 to 65535"
+    return None
+
+
 @dataclass(frozen=True)
 class Device:
     id: str
@@ -192,6 +245,20 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     backup: Backup = field(default_factory=Backup)
     limits: Limits = field(default_factory=Limits)
+    store: StoreSettings = field(default_factory=StoreSettings)
+
+    @property
+    def instance_name(self) -> str:
+        """This daemon's name among the hall's daemons: [hall] instance, else the host's."""
+        return self.hall.instance or socket.gethostname()
+
+    def managed_elsewhere(self, window_id: str) -> str | None:
+        """The instance whose daemon manages the window (its clerk's PC, board and
+        keypad are on that daemon's floor), when that is not this daemon; else None."""
+        window = self.window(window_id)
+        if window is None or window.instance is None or window.instance == self.instance_name:
+            return None
+        return window.instance
 
     def service(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -224,10 +291,10 @@ PREFIX_PATTERN = re.compile(r"[A-Z]{1,2}")
 # Problems come out in this order, whatever order the tables had in the file.
 _SECTION_ORDER = {"hall": 0, "server": 1, "auth": 2, "services": 3, "categories": 4, "windows": 5,
                   "devices": 6, "alerts": 7, "appointments": 8, "evaluation": 9, "audit": 10,
-                  "backup": 11, "limits": 12}
+                  "backup": 11, "limits": 12, "store": 13}
 
 _HALL_KEYS = ("name", "timezone", "data_dir", "number_width", "readmit_within_min", "readmit_after",
-              "print_materials")
+              "print_materials", "instance")
 _SERVER_KEYS = ("host", "port", "public_url", "cors_origins", "event_clients")
 _LIMITS_KEYS = ("issue_per_terminal", "issue_per_address")
 _AUTH_ROLES = ("kiosk", "technician", "supervisor", "booking", "evaluator")
@@ -238,10 +305,13 @@ _APPOINTMENTS_KEYS = ("check_in_before_min", "check_in_after_min")
 _EVALUATION_KEYS = ("within_s",)
 _AUDIT_KEYS = ("retention_days",)
 _BACKUP_KEYS = ("keep", "folder")
+_STORE_KEYS = ("url",)
+STORE_SCHEMES = ("postgresql://", "postgres://")
+INSTANCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
 MIN_AUDIT_RETENTION_DAYS = 180
 _GUIDE_KEYS = ("materials", "time_limit", "fee", "basis", "notes", "where")
 _CATEGORY_KEYS = ("id", "name", "name_en", "services")
-_WINDOW_KEYS = ("id", "name", "services", "board", "temporary", "voice")
+_WINDOW_KEYS = ("id", "name", "services", "board", "temporary", "voice", "instance")
 _TERMINAL_KEYS = ("driver", "printer", "fallback_printer", "offline_after_s")
 _COMMON_DEVICE_KEYS = ("driver", "enabled", "timeout", "poll_interval", "retry_limit")
 
@@ -461,18 +531,21 @@ class _Reader:
         appointments, evaluation, audit = self.read_supervision(data)
         backup = self.read_backup(data.get("backup", _MISSING))
         limits = self.read_limits(data.get("limits", _MISSING))
+        store = self.read_store(data.get("store", _MISSING))
         services = self.read_services(data.get("services", _MISSING), alerts.thresholds)
         categories = self.read_categories(data.get("categories", _MISSING), services)
         devices = self.read_devices(data.get("devices", _MISSING))
         windows = self.read_windows(data.get("windows", _MISSING), services, devices)
         self.check_keypads(devices, windows, services)
+        if hall is not None and hall.instance is not None:
+            self.check_instances(hall.instance, devices, windows)
         auth = self.read_auth(data.get("auth", _MISSING), windows)
         if self.problems or hall is None:
             return None
         return Config(hall=hall, server=server, auth=auth, services=tuple(services.values()),
                       windows=tuple(windows.values()), devices=devices, categories=categories,
                       alerts=alerts, appointments=appointments, evaluation=evaluation,
-                      audit=audit, backup=backup, limits=limits)
+                      audit=audit, backup=backup, limits=limits, store=store)
 
     def table(self, label: str, value: Any, *, required: bool = False) -> _Table | None:
         if value is _MISSING:
@@ -516,9 +589,20 @@ class _Reader:
             readmit_within_min=t.integer("readmit_within_min", defaults.readmit_within_min, low=0),
             readmit_after=t.integer("readmit_after", defaults.readmit_after, low=0),
             print_materials=t.boolean("print_materials", defaults.print_materials),
+            instance=self.instance_name(t),
         )
         t.finish(_HALL_KEYS)
         return hall if name is not None else None
+
+    @staticmethod
+    def instance_name(t: _Table) -> str | None:
+        """A daemon's name in a hall of several ([hall] instance, [[windows]] instance)."""
+        name = t.string("instance")
+        if name is not None and not INSTANCE_PATTERN.fullmatch(name):
+            t.problem("instance", f"'{name}' is not an instance name: 1 to 40 letters "
+                                  "A-Z a-z, digits, '_' and '-'")
+            return None
+        return name
 
     def resolve(self, raw: str) -> Path:
         return Path(os.path.normpath(self.base_dir / raw))
@@ -594,6 +678,17 @@ class _Reader:
                         folder=self.resolve(folder) if folder else None)
         t.finish(_BACKUP_KEYS)
         return backup
+
+    def read_store(self, value: Any) -> StoreSettings:
+        t = self.table("[store]", value)
+        if t is None:
+            return StoreSettings()
+        url = t.string("url")
+        if url is not None and (problem := store_url_problem(url)) is not None:
+            t.problem("url", problem)
+            url = None
+        t.finish(_STORE_KEYS)
+        return StoreSettings(url=url)
 
     def read_limits(self, value: Any) -> Limits:
         t = self.table("[limits]", value)
@@ -841,6 +936,40 @@ class _Reader:
                                                  f"'{action.service}'"
                                                  + _suggest(action.service, services))
 
+    def check_instances(self, mine: str, devices: dict[str, Device],
+                        windows: dict[str, Window]) -> None:
+        """In a hall of several daemons, the devices of this file are this daemon's
+        ([hall] instance): none of them may be bound to a window another daemon manages
+        (a board over it, a caller or rating keypad for it)."""
+        def elsewhere(window_id: str) -> str | None:
+            window = windows.get(window_id)
+            return window.instance if window and window.instance not in (None, mine) else None
+
+        for window in windows.values():
+            if window.board is not None and (other := elsewhere(window.id)) is not None:
+                self.problem(f"[windows.{window.id}]", "board",
+                             f"device '{window.board}' is this daemon's (instance \"{mine}\") "
+                             f"but window {window.id} is instance \"{other}\"'s; the board "
+                             f"of a window belongs in the devices.toml of its instance")
+        for device in devices.values():
+            if device.driver != "keypad" or device.settings is None:
+                continue
+            label = _table_label("devices", device.id)
+            keyboard = device.settings.input is not None
+            for keypad in device.settings.keypads.values():
+                other = elsewhere(keypad.window)
+                if other is None:
+                    continue
+                what = "rating keypad" if keypad.kind == "rater" else "keypad"
+                where, key = ((label, "window") if keyboard else
+                              (f"{label[:-1]}.{'raters' if keypad.kind == 'rater' else 'keypads'}]",
+                               str(keypad.address)))
+                self.problem(where, key, f"device '{device.id}' is this daemon's (instance "
+                                         f"\"{mine}\") but its {what} is bound to window "
+                                         f"{keypad.window}, which is instance \"{other}\"'s; "
+                                         f"a window's keypads belong in the devices.toml of "
+                                         f"its instance")
+
     def check_device(self, t: _Table, key: str, device_id: str, devices: dict[str, Device],
                      allowed: frozenset[str], what: str) -> bool:
         device = devices.get(device_id)
@@ -894,6 +1023,7 @@ class _Reader:
                 elif window_id is not None:
                     board_of[board] = window_id
             temporary = t.boolean("temporary", False)
+            instance = self.instance_name(t)
             voice = t.string("voice")
             if voice is not None and not self.check_device(t, "voice", voice, devices,
                                                            VOICE_DRIVERS, "a voice caller"):
@@ -903,7 +1033,8 @@ class _Reader:
                 continue
             first_at[window_id] = position
             windows[window_id] = Window(id=window_id, name=name or "", services=served or (),
-                                        board=board, temporary=temporary, voice=voice)
+                                        board=board, temporary=temporary, voice=voice,
+                                        instance=instance)
         return windows
 
     # -- [auth] -------------------------------------------------------------

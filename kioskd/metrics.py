@@ -37,7 +37,7 @@ from .devices import Supervisor
 from .events import EventBus
 from .queue import Queue
 from .records import Event, WindowState
-from .store import StoreClosed, Tx
+from .store import StoreClosed, StoreUnavailable, Tx
 from .voice import Voices
 
 log = logging.getLogger("kioskd.metrics")
@@ -127,7 +127,7 @@ class Metrics:
         try:
             self.lines = await within(self.queue.store.read(self._read_lines), LINES_READ_S)
             self._unread = False
-        except (TimeoutError, StoreClosed, sqlite3.Error) as exc:
+        except (TimeoutError, StoreClosed, StoreUnavailable, sqlite3.Error) as exc:
             if not self._unread:
                 log.warning("metrics: the lines could not be read (%s); scrapes answer "
                             "without them until they can", str(exc) or "no answer in time")

@@ -153,6 +153,13 @@ class Queue:
         await self.close_past_days()
         return await self.store.transact(partial(self._at_now, op, args, actor))
 
+    async def look(self, op: Callable[..., T], *args: Any) -> T:
+        """`op(tx, now, *args)` that only reads (a view): it locks nothing, so with a
+        shared store a window calling on another daemon never skips a ticket because
+        somebody was looking at it."""
+        await self.close_past_days()
+        return await self.store.view(lambda tx: op(tx, self.clock(), *args))
+
     def _at_now(self, op: Callable[..., T], args: tuple, actor: Actor, tx: Tx) -> T:
         """Run `op` at the clock's time; each change it made (each event it wrote)
         goes into the audit log in the same transaction, as done by `actor`."""
@@ -330,7 +337,7 @@ class Queue:
     # -- tickets ---------------------------------------------------------------
 
     async def ticket(self, ticket_id: str) -> TicketView:
-        return await self._run(self._ticket_view, ticket_id)
+        return await self.look(self._ticket_view, ticket_id)
 
     def _ticket_view(self, tx: Tx, now: float, ticket_id: str) -> TicketView:
         return self._view(tx, self._ticket(tx, ticket_id), now)
@@ -475,7 +482,7 @@ class Queue:
         return view
 
     async def windows(self) -> list[WindowView]:
-        return await self._run(self._all_windows)
+        return await self.look(self._all_windows)
 
     def _all_windows(self, tx: Tx, now: float) -> list[WindowView]:
         records = {r.id: r for r in tx.windows()}
@@ -484,10 +491,10 @@ class Queue:
 
     async def windows_as_of(self) -> tuple[list[WindowView], int]:
         """Every window, and the id of the last event their state includes."""
-        return await self._run(lambda tx, now: (self._all_windows(tx, now), tx.last_event_id()))
+        return await self.look(lambda tx, now: (self._all_windows(tx, now), tx.last_event_id()))
 
     async def window(self, window_id: str) -> WindowView:
-        return await self._run(self._one_window, window_id)
+        return await self.look(self._one_window, window_id)
 
     def _one_window(self, tx: Tx, now: float, window_id: str) -> WindowView:
         window, record = self._window(tx, window_id)
@@ -501,7 +508,7 @@ class Queue:
         """What each open or paused window would likely call next: the head of
         each of its services' lines, and a ticket sent to it (the voice makes
         these calls' words ahead)."""
-        return await self._run(self._next_calls)
+        return await self.look(self._next_calls)
 
     def _next_calls(self, tx: Tx, now: float) -> list[tuple[Window, Ticket]]:
         records = {r.id: r for r in tx.windows()}
@@ -521,7 +528,7 @@ class Queue:
     async def waiting_for(self, window_id: str, limit: int) -> tuple[int, list[Ticket]]:
         """How many tickets `window_id` could call, and the first `limit` of them
         in the order it would call them."""
-        return await self._run(self._waiting_for, window_id, limit)
+        return await self.look(self._waiting_for, window_id, limit)
 
     def _waiting_for(self, tx: Tx, now: float, window_id: str, limit: int
                      ) -> tuple[int, list[Ticket]]:
@@ -532,7 +539,7 @@ class Queue:
     # -- the hall at a glance ------------------------------------------------------
 
     async def load(self) -> list[ServiceLoad]:
-        return await self._run(self._load)
+        return await self.look(self._load)
 
     def _load(self, tx: Tx, now: float) -> list[ServiceLoad]:
         counts = tx.waiting_counts()
@@ -549,13 +556,13 @@ class Queue:
 
     async def overview(self) -> tuple[str, list[ServiceLoad], list[WindowView]]:
         """The hall's day, its lines and its windows, read in one transaction."""
-        return await self._run(self._overview)
+        return await self.look(self._overview)
 
     def _overview(self, tx: Tx, now: float) -> tuple[str, list[ServiceLoad], list[WindowView]]:
         return self.day_of(now), self._load(tx, now), self._all_windows(tx, now)
 
     async def events_after(self, after_id: int) -> list[Event]:
-        return await self.store.transact(
+        return await self.store.view(
             lambda tx: tx.events_after(after_id, EVENT_REPLAY_LIMIT))
 
     # -- day rollover ----------------------------------------------------------------

@@ -85,7 +85,7 @@ class Ratings:
     async def pending(self, window_id: str) -> Pending | None:
         """The window's most recently completed ticket while it can still be rated:
         None when there is none, it was rated, or its time is over."""
-        return await self.queue.run(self._pending, window_id)
+        return await self.queue.look(self._pending, window_id)
 
     async def rate(self, window_id: str, ticket_id: str, level: int, source: str = "pad",
                    actor: Actor = SYSTEM) -> Rated:

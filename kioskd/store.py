@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .aio import within
+from .migrations import MIGRATIONS
 from .records import (Actor, AlertRecord, Appointment, AppointmentStatus, AuditEntry, Event,
                       PrintStatus, Rating, Status, Ticket, WindowRecord, WindowState)
 
@@ -124,161 +125,9 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def transact(self, fn: Callable[[Tx], T]) -> T: ...
+    async def view(self, fn: Callable[[Tx], T]) -> T: ...
     async def read(self, fn: Callable[[Tx], T]) -> T: ...
 
-
-# Each entry brings the schema from the version before it to its own number.
-MIGRATIONS: list[str] = [
-    # 1: the first release
-    """
-    CREATE TABLE tickets (
-        seq           INTEGER PRIMARY KEY,
-        id            TEXT NOT NULL UNIQUE,
-        day           TEXT NOT NULL,
-        number        TEXT NOT NULL,
-        service       TEXT NOT NULL,
-        priority      INTEGER NOT NULL,
-        status        TEXT NOT NULL,
-        issued_at     REAL NOT NULL,
-        queue_at      REAL NOT NULL,
-        window_id     TEXT,
-        target_window TEXT,
-        called_at     REAL,
-        started_at    REAL,
-        finished_at   REAL,
-        recalls       INTEGER NOT NULL DEFAULT 0,
-        transfers     INTEGER NOT NULL DEFAULT 0,
-        terminal      TEXT,
-        print_device  TEXT,
-        print_status  TEXT NOT NULL DEFAULT 'none',
-        print_error   TEXT,
-        closed_by     TEXT,
-        UNIQUE (day, number)
-    );
-    -- Only waiting tickets are in this index, so call-next reads a few
-    -- hundred entries whether the table holds a day or a year.
-    CREATE INDEX tickets_waiting ON tickets (priority DESC, queue_at, seq)
-        WHERE status = 'waiting';
-    CREATE INDEX tickets_at_window ON tickets (day) WHERE status IN ('called', 'serving');
-    CREATE INDEX tickets_done ON tickets (service, finished_at) WHERE status = 'done';
-    CREATE TABLE sequences (
-        day    TEXT NOT NULL,
-        prefix TEXT NOT NULL,
-        last   INTEGER NOT NULL,
-        PRIMARY KEY (day, prefix)
-    ) WITHOUT ROWID;
-    CREATE TABLE windows (
-        id      TEXT PRIMARY KEY,
-        state   TEXT NOT NULL,
-        current TEXT,
-        since   REAL NOT NULL
-    );
-    CREATE TABLE events (
-        id   INTEGER PRIMARY KEY AUTOINCREMENT,
-        at   REAL NOT NULL,
-        type TEXT NOT NULL,
-        data TEXT NOT NULL
-    );
-    """,
-    # 2: a ticket's place in its service's line is counted from an index that
-    # holds only that service's waiting tickets, in line order
-    """
-    CREATE INDEX tickets_waiting_by_service
-        ON tickets (service, priority, queue_at, seq, status, target_window)
-        WHERE status = 'waiting' AND target_window IS NULL;   -- covering: no row reads
-    """,
-    # 3: a day's calls and transfers (statistics) and the alerts are read by type and
-    # time, not by scanning a year of events
-    """
-    CREATE INDEX IF NOT EXISTS events_by_type ON events (type, at);
-    """,
-    # 4: supervision — appointments, ratings (好差评), alerts, the audit log, and each
-    # past day's statistics kept once computed
-    """
-    ALTER TABLE tickets ADD COLUMN appointment TEXT;
-    CREATE TABLE appointments (
-        seq           INTEGER PRIMARY KEY,
-        id            TEXT NOT NULL UNIQUE,
-        day           TEXT NOT NULL,
-        code          TEXT NOT NULL,
-        service       TEXT NOT NULL,
-        slot_at       REAL NOT NULL,
-        status        TEXT NOT NULL,
-        created_at    REAL NOT NULL,
-        name          TEXT,            -- masked before it is stored
-        phone         TEXT,            -- masked before it is stored
-        reference     TEXT,
-        checked_in_at REAL,
-        cancelled_at  REAL,
-        ticket        TEXT,
-        UNIQUE (day, code)
-    );
-    CREATE INDEX appointments_by_code ON appointments (code);
-    CREATE INDEX appointments_by_day ON appointments (day, slot_at);
-    CREATE TABLE ratings (
-        ticket    TEXT PRIMARY KEY,    -- one rating per ticket
-        day       TEXT NOT NULL,
-        window_id TEXT NOT NULL,
-        service   TEXT NOT NULL,
-        level     INTEGER NOT NULL CHECK (level BETWEEN 1 AND 5),
-        at        REAL NOT NULL,
-        source    TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX ratings_by_day ON ratings (day);
-    CREATE TABLE alerts (
-        id        INTEGER PRIMARY KEY AUTOINCREMENT,
-        key       TEXT NOT NULL,
-        kind      TEXT NOT NULL,
-        message   TEXT NOT NULL,
-        raised_at REAL NOT NULL,
-        device    TEXT,
-        window_id TEXT,
-        service   TEXT,
-        ticket    TEXT,
-        detail    TEXT NOT NULL DEFAULT '{}',
-        acked_at  REAL,
-        acked_by  TEXT,
-        closed_at REAL,
-        closed_by TEXT
-    );
-    -- an alert is raised once: one open alert per condition
-    CREATE UNIQUE INDEX alerts_open ON alerts (key) WHERE closed_at IS NULL;
-    CREATE INDEX alerts_by_time ON alerts (raised_at);
-    CREATE TABLE audit (
-        id           INTEGER PRIMARY KEY,   -- never reused: only the oldest are ever deleted
-        at           REAL NOT NULL,
-        day          TEXT NOT NULL,
-        action       TEXT NOT NULL,
-        actor        TEXT NOT NULL,    -- Actor.label: window:3, kiosk:kiosk_1, supervisor
-        role         TEXT NOT NULL,
-        actor_window TEXT,
-        terminal     TEXT,
-        token        INTEGER NOT NULL,
-        ticket       TEXT,
-        window_id    TEXT,
-        appointment  TEXT,
-        alert        INTEGER,
-        device       TEXT,
-        detail       TEXT NOT NULL
-    );
-    -- two indexes only: each one is written by every call and issue. A day's entries
-    -- (some 50,000 on a busy day) are filtered by window or actor as they are read.
-    CREATE INDEX audit_by_day ON audit (day, id);
-    CREATE INDEX audit_by_ticket ON audit (ticket, id) WHERE ticket IS NOT NULL;
-    -- append-only: nothing changes an entry, and none younger than 180 days is deleted
-    CREATE TRIGGER audit_unchangeable BEFORE UPDATE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER audit_kept BEFORE DELETE ON audit
-        WHEN old.at > CAST(strftime('%s', 'now') AS REAL) - 180 * 86400
-        BEGIN SELECT RAISE(ABORT, 'audit entries are kept at least 180 days'); END;
-    CREATE TABLE day_summaries (
-        day         TEXT PRIMARY KEY,
-        version     INTEGER NOT NULL,
-        computed_at REAL NOT NULL,
-        data        TEXT NOT NULL
-    ) WITHOUT ROWID;
-    """,
-]
 
 _TICKET_COLUMNS = {
     "seq": "seq", "id": "id", "day": "day", "number": "number", "service": "service",
@@ -313,14 +162,16 @@ def _event(row: sqlite3.Row) -> Event:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the version now in place."""
+    """Bring the schema up to date (migrations.py, SQLite's text of each step); returns
+    the version now in place."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise RuntimeError(
             f"database schema v{version} is newer than this kioskd (v{len(MIGRATIONS)})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("store: migrating schema to v%d", number)
-        conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {step.sqlite}; PRAGMA user_version = {number}; COMMIT;")
     return len(MIGRATIONS)
 
 
@@ -446,7 +297,9 @@ class SQLiteTx:
         return {r[0] for r in self.conn.execute("SELECT id FROM windows WHERE state = 'open'")}
 
     def windows(self) -> list[WindowRecord]:
-        rows = self.conn.execute("SELECT id, state, current, since FROM windows").fetchall()
+        """Every window's record, by id (both stores answer in the same order)."""
+        rows = self.conn.execute(
+            "SELECT id, state, current, since FROM windows ORDER BY id").fetchall()
         return [WindowRecord(r[0], WindowState(r[1]), r[2], r[3]) for r in rows]
 
     def save_window(self, record: WindowRecord) -> None:
@@ -795,6 +648,16 @@ def store_file(data_dir: Path) -> Path:
     return Path(data_dir) / STORE_FILE
 
 
+def store_for(config: Any) -> Store:
+    """The hall's store as its devices.toml says: `[store] url` names a PostgreSQL
+    database the hall's daemons share (pgstore.py); without it, the embedded SQLite
+    file under the data dir."""
+    if config.store.url is None:
+        return SQLiteStore(store_file(config.hall.data_dir))
+    from .pgstore import PostgresStore
+    return PostgresStore(config.store.url, config)
+
+
 class StoreInUse(RuntimeError):
     """Another process holds the store: a daemon running on it, or a restore."""
 
@@ -884,6 +747,12 @@ class SQLiteStore:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="kioskd-store-commit")
         return await future
+
+    async def view(self, fn: Callable[[Tx], T]) -> T:
+        """`fn(tx)` that only reads, at the latest state: a small read, where the shared
+        store takes no locks. Here it runs in the next batch like any transaction
+        (it sees what the batch's earlier work wrote; a read needs no fsync)."""
+        return await self.transact(fn)
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in a worker thread on a read-only connection of its own: for

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,8 @@ from kioskd.app import create_app
 from kioskd.config import Auth, Config, Device, Guide, Hall, Limits, Service, Window, loads_config
 from kioskd.queue import Queue
 from kioskd.store import SQLiteStore
+
+from pgserver import PgServer
 
 T = TypeVar("T")
 
@@ -233,6 +235,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak-seconds", type=float, default=None, metavar="N",
                      help="run tests/test_soak.py about N seconds, repeating its fault "
                           "cycle (default: the CI run, about 75 s)")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole run (tests/pgserver.py)."""
+    server = PgServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty database on the test server."""
+    return pg_server.create_database()
 
 
 @pytest.fixture

@@ -42,15 +42,18 @@ code = "640100-002-01"
 """
 
 
-def hall_toml(windows: int = 4, boards: dict[str, str] | None = None) -> str:
+def hall_toml(windows: int = 4, boards: dict[str, str] | None = None,
+              instances: dict[str, str] | None = None) -> str:
     """Two services and `windows` windows, odd ones preferring property; `boards`
-    names a window's board device ({"1": "board_1"}), which the caller adds."""
+    names a window's board device ({"1": "board_1"}), which the caller adds;
+    `instances` the daemon a window is on ({"3": "west"})."""
     blocks = []
     for n in range(1, windows + 1):
         services = '["property", "business"]' if n % 2 else '["business", "property"]'
         board = f'board = "{boards[str(n)]}"\n' if boards and str(n) in boards else ""
+        on = f'instance = "{instances[str(n)]}"\n' if instances and str(n) in instances else ""
         blocks.append(f'[[windows]]\nid = "{n}"\nname = "{n}号窗口"\nservices = {services}\n'
-                      + board)
+                      + board + on)
     return HALL_TOML.format(windows="\n".join(blocks))
 
 

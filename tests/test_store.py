@@ -4,6 +4,7 @@ failing operation, and hot queries whose cost does not grow with a year of histo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -38,6 +39,43 @@ def test_a_database_from_a_newer_kioskd_is_refused(tmp_path: Path):
     conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer than this kioskd"):
         migrate(conn)
+
+
+# sha256 (first 16 hex digits) of each released step's SQLite text: halls' databases ran
+# these exactly; a change to the schema is a new step, never an edit of one of these.
+RELEASED_SQLITE_STEPS = ["481141e12bef0c30", "d5e189a90db4e8f4", "e231c27b5a48707f",
+                         "27d15dda7e3d9e60", "93d3c1a7357a4b14"]
+
+
+def test_released_schema_steps_never_change():
+    done = [hashlib.sha256(m.sqlite.encode()).hexdigest()[:16]
+            for m in MIGRATIONS[:len(RELEASED_SQLITE_STEPS)]]
+    assert done == RELEASED_SQLITE_STEPS
+
+
+def test_a_database_of_the_v4_schema_migrates_to_v5_and_keeps_what_it_holds(tmp_path: Path):
+    old = connect(tmp_path / "k.db")
+    for number, step in enumerate(MIGRATIONS[:4], start=1):     # as the v4 kioskd did
+        old.executescript(
+            f"BEGIN IMMEDIATE; {step.sqlite}; PRAGMA user_version = {number}; COMMIT;")
+    tx = SQLiteTx(old)
+    kept = ticket("2026-11-30", 1, Status.WAITING)
+    tx.insert_ticket(kept)
+    tx.emit("ticket.issued", 1.0, {"ticket": kept.id})
+    old.close()
+
+    conn = connect(tmp_path / "k.db")
+    assert migrate(conn) == 5
+    tx = SQLiteTx(conn)
+    assert tx.ticket(kept.id) == kept
+    assert [e.data for e in tx.events_after(0, 10)] == [{"ticket": kept.id}]
+    conn.execute("INSERT INTO hall_settings (key, value) VALUES ('catalogue', '[]')")
+    conn.execute("INSERT INTO instances (name, host, pid, started_at, devices) "
+                 "VALUES ('east', 'hall-1', 42, 1.5, '[\"printer_1\"]')")
+    fresh = connect(tmp_path / "fresh.db")
+    migrate(fresh)
+    schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    assert conn.execute(schema).fetchall() == fresh.execute(schema).fetchall()
 
 
 async def test_one_failing_operation_does_not_undo_the_others_in_its_commit(tmp_path: Path):

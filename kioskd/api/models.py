@@ -118,6 +118,8 @@ class WindowOut(Answer):
     temporary: bool
     board: str | None
     current: CurrentTicket | None
+    instance: str | None = Field(None, description="in a hall of several daemons, the one "
+                                 "managing the window (its clerk's console acts there)")
 
     @classmethod
     def of(cls, view: WindowView, queue: Queue) -> WindowOut:
@@ -132,7 +134,8 @@ class WindowOut(Answer):
                                     started_at=queue.iso(c.started_at), recalls=c.recalls)
         return cls(id=view.window.id, name=view.window.name, state=view.record.state.value,
                    since=queue.iso(view.record.since), services=list(view.window.services),
-                   temporary=view.window.temporary, board=view.window.board, current=current)
+                   temporary=view.window.temporary, board=view.window.board, current=current,
+                   instance=view.window.instance)
 
 
 class GuideOut(BaseModel):

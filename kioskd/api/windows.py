@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from ..queue import Queue
+from ..queue import Conflict, Queue
 from .deps import GuardedRoute, actor, roles, window_role
 from .models import (Problem, TicketOut, TransferRequest, WaitingTicket, WindowOut,
                      WindowWaitingOut)
@@ -15,7 +15,23 @@ router = APIRouter(tags=["windows"], route_class=GuardedRoute)
 
 ERRORS = {401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}}
+
+
+async def on_this_daemon(w: str, request: Request) -> None:
+    """409 when another daemon of the hall manages window `w` ([[windows]] instance):
+    its clerk's console, board and keypad are on that daemon's floor, and a console
+    pointed here by mistake says so instead of acting. A supervisor, who watches the
+    whole hall, acts on any window from any daemon."""
+    other = request.app.state.config.managed_elsewhere(w)
+    if other is not None and actor(request).role != "supervisor":
+        raise Conflict(f"窗口 {w} 由 {other} 楼层的服务程序管理，请使用该楼层的窗口终端 "
+                       f"(window {w} is managed by the daemon of instance {other}; use the "
+                       f"console it serves)", "other_instance", instance=other)
+
+
+# the clerk of window `w`, or a supervisor, on the daemon that manages the window
 CLERK = window_role("supervisor")
+HERE = Depends(on_this_daemon)
 
 
 @router.get("/windows", response_model=list[WindowOut], summary="Every window and its ticket")
@@ -46,7 +62,7 @@ async def waiting(w: str, request: Request,
         for t in tickets])
 
 
-@router.get("/windows/{w}/access", responses=ERRORS, dependencies=[CLERK],
+@router.get("/windows/{w}/access", responses=ERRORS, dependencies=[CLERK, HERE],
             summary="May this token act at this window? (changes nothing)")
 async def access(w: str, request: Request) -> dict:
     """200 when the token (or none, where the window has no token) may press this
@@ -57,7 +73,7 @@ async def access(w: str, request: Request) -> dict:
     return {"window": w, "allowed": True}
 
 
-@router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK],
+@router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK, HERE],
              responses={**ERRORS, 204: {"description": "nothing is waiting"}},
              summary="Call the next ticket")
 async def call_next(w: str, request: Request):
@@ -74,35 +90,35 @@ async def call_next(w: str, request: Request):
 
 
 @router.post("/windows/{w}/recall", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Call the current ticket again")
+             dependencies=[CLERK, HERE], summary="Call the current ticket again")
 async def recall(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.recall(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/start", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK], summary="The person arrived: start serving")
+             dependencies=[CLERK, HERE], summary="The person arrived: start serving")
 async def start(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.start(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/complete", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Finish the current ticket")
+             dependencies=[CLERK, HERE], summary="Finish the current ticket")
 async def complete(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.complete(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/no-show", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Nobody came")
+             dependencies=[CLERK, HERE], summary="Nobody came")
 async def no_show(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.no_show(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/transfer", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Send the current ticket to another service or window")
+             dependencies=[CLERK, HERE], summary="Send the current ticket to another service or window")
 async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut:
     """The ticket queues again under its own number and keeps its original issue
     time, so the person does not go to the back of the line."""
@@ -112,14 +128,14 @@ async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut
 
 
 @router.post("/windows/{w}/pause", response_model=WindowOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Stop calling for a while")
+             dependencies=[CLERK, HERE], summary="Stop calling for a while")
 async def pause(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
     return WindowOut.of(await queue.pause(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/resume", response_model=WindowOut, responses=ERRORS,
-             dependencies=[CLERK], summary="Call again after a pause")
+             dependencies=[CLERK, HERE], summary="Call again after a pause")
 async def resume(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
     return WindowOut.of(await queue.resume(w, actor=actor(request)), queue).answer()

@@ -58,6 +58,7 @@ words({
     err_auth: "本机暂时不能取号，请到服务台取号。",
     err_422: "这个事项现在不能在本机取号，请到服务台咨询。",
     err_503: "取号系统暂时忙，请稍后再按一次，或到服务台取号。",
+    err_store: "取号系统暂时中断，工作人员已在处理。请到服务台取号，或稍等几分钟再按。",
     err_429: "本机刚才取号太多，请稍等片刻再按一次。如有需要请到服务台。",
     err_0: "本机暂时连不上取号系统，请稍后再按一次，或到服务台取号。",
     err_other: "取号没有成功，请再按一次，或到服务台取号。",
@@ -138,6 +139,7 @@ words({
     err_auth: "This machine cannot issue numbers right now. Please go to the service desk.",
     err_422: "This service cannot be taken at this machine now. Please ask at the service desk.",
     err_503: "The system is busy. Please press again in a moment, or go to the service desk.",
+    err_store: "The queue system is down for the moment and staff are on it. Please go to the service desk, or press again in a few minutes.",
     err_429: "Many tickets were just taken at this machine. Please wait a moment and press again, or go to the service desk.",
     err_0: "This machine cannot reach the queue system. Please press again in a moment, or go to the service desk.",
     err_other: "That did not work. Please press again, or go to the service desk.",
@@ -413,13 +415,19 @@ function setBusy(on) {
   document.body.classList.toggle("busy", on);
 }
 
+// 503: the queue's database away (say so plainly: no number can be taken here now),
+// or a device busy (press again).
+function unavailable(error) {
+  return (error.body || {}).reason === "store_unavailable" ? "err_store" : "err_503";
+}
+
 function showProblem(error) {
   const status = error instanceof ApiError ? error.status : 0;
   let key = "err_other";
   if (status === 401 || status === 403) { key = "err_auth"; askToken(); }
   else if (status === 422) key = "err_422";
   else if (status === 429) key = "err_429";     // [limits]: a stuck button, a prank
-  else if (status === 503) key = "err_503";
+  else if (status === 503) key = unavailable(error);
   else if (status === 0) key = "err_0";
   const text = $("#issue-problem-text");
   text.dataset.t = key;
@@ -555,7 +563,7 @@ function showRefusal(error) {
     const status = error instanceof ApiError ? error.status : 0;
     if (body.message && body.message_en) refusal = { message: body.message, message_en: body.message_en };
     else if (status === 401 || status === 403) { refusal = { key: "err_auth" }; askToken(); }
-    else if (status === 503) refusal = { key: "err_503" };
+    else if (status === 503) refusal = { key: unavailable(error) };
     else if (status === 0) refusal = { key: "err_0" };
     else refusal = { key: "err_other" };
     refusal.detail = error.detail || "";
