@@ -156,7 +156,10 @@ def create_app(config: Config, store: Store | None = None,
     @app.get("/healthz", tags=["operations"], summary="Is the daemon answering")
     async def healthz() -> dict:
         await store.view(lambda tx: None)     # the store answers, too
-        return {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
+        answer = {"status": "ok", "hall": config.hall.name, "last_event": bus.last_id}
+        if config.store.url is not None:      # one of the hall's daemons on a shared store
+            answer |= {"store": "postgresql", "instance": config.instance_name}
+        return answer
 
     # Public like /healthz: counts, states and device ids, never a token or a person.
     @app.get("/metrics", tags=["operations"], response_class=Response,

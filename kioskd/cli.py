@@ -134,6 +134,16 @@ def _check(path: Path) -> int:
         return EXIT_CONFIG
     for warning in exposed_tokens(config):
         print(f"{path}: warning: {warning}", file=sys.stderr)
+    if config.store.url is not None:     # the hall's other daemons: does this one agree?
+        from .instances import NotAdmitted
+        from .pgstore import admission
+        refused = admission(config)
+        if isinstance(refused, NotAdmitted):
+            print(f"{path}: {refused}", file=sys.stderr)
+            return EXIT_CONFIG
+        if refused is not None:
+            print(f"{path}: warning: {refused}; the hall's catalogue was not compared",
+                  file=sys.stderr)
     print(f"{path}: ok — {config.hall.name}: {len(config.services)} services, "
           f"{len(config.windows)} windows, {len(config.devices)} devices")
     return 0
@@ -361,13 +371,19 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     try:                          # a clear line now, not a traceback from start-up
-        if config.store.url is None:  # (a shared store: the instance name is held instead)
+        if config.store.url is None:
             lock = StoreLock(store_file(config.hall.data_dir))
             lock.acquire("kioskd run")
             lock.release()
     except (StoreInUse, OSError) as exc:
         print(f"kioskd: {exc}", file=sys.stderr)
         return 1
+    if config.store.url is not None:     # a shared store: may this daemon join the hall?
+        from .instances import NotAdmitted
+        from .pgstore import admission
+        if (refused := admission(config)) is not None:
+            print(f"kioskd: refusing to start: {refused}", file=sys.stderr)
+            return EXIT_CONFIG if isinstance(refused, NotAdmitted) else 1
     flush_logs = logs.setup(args.log_level)
     for warning in exposed_tokens(config):
         log.warning("config: %s", warning)

@@ -253,28 +253,59 @@ def _agree(conn: Any, config: Config, name: str) -> None:
     """The hall's catalogue is this devices.toml's: stored when the hall has none, kept
     when equal, refused when another daemon runs with another, adopted when none does."""
     mine = catalogue(config)
-    row = conn.execute("SELECT value FROM hall_settings WHERE key = %s",
-                       (CATALOGUE,)).fetchone()
-    if row is not None:
-        try:
-            stored = json.loads(row[0])
-        except ValueError:
-            stored = {}
-        if stored == mine:
-            return
-        changes = (differences(stored if isinstance(stored, dict) else {}, mine)
-                   or ["the catalogue in the database is not one this kioskd can read"])
+    changes = _catalogue_changes(conn, mine)
+    if changes:
         live = [r for r in live_instances(conn) if r["name"] != name]
         if live:
             raise HallMismatch(changes, live)
         log.warning("instance %s: no other daemon of the hall is running, so this "
                     "devices.toml's catalogue is the hall's now; what changed: %s", name,
                     "; ".join(changes))
-    else:
+    elif changes is None:
         log.info("instance %s: the hall's catalogue stored (the first daemon of the hall)", name)
+    else:
+        return
     conn.execute("INSERT INTO hall_settings (key, value) VALUES (%s, %s) ON CONFLICT (key) "
                  "DO UPDATE SET value = excluded.value",
                  (CATALOGUE, json.dumps(mine, ensure_ascii=False, sort_keys=True)))
+
+
+def _catalogue_changes(conn: Any, mine: dict) -> list[str] | None:
+    """How the hall's stored catalogue differs from `mine` ([]: not at all; None: the
+    hall has none yet)."""
+    row = conn.execute("SELECT value FROM hall_settings WHERE key = %s",
+                       (CATALOGUE,)).fetchone()
+    if row is None:
+        return None
+    try:
+        stored = json.loads(row[0])
+    except ValueError:
+        stored = {}
+    if stored == mine:
+        return []
+    return (differences(stored if isinstance(stored, dict) else {}, mine)
+            or ["the catalogue in the database is not one this kioskd can read"])
+
+
+def admission(conn: Any, config: Config) -> NotAdmitted | None:
+    """What `register` would refuse, read without changing anything (`kioskd check`,
+    and `kioskd run` before it starts serving): None when this daemon may join."""
+    if conn.execute("SELECT to_regclass('instances') IS NULL").fetchone()[0]:
+        return None                      # a new database: the first daemon migrates it
+    name = config.instance_name
+    live = live_instances(conn)
+    holder = next((r for r in live if r["name"] == name), None)
+    if holder is not None and not _holding(conn, name):
+        return InstanceInUse(name, holder)
+    changes = _catalogue_changes(conn, catalogue(config))
+    others = [r for r in live if r["name"] != name]
+    if changes and others:
+        return HallMismatch(changes, others)
+    try:
+        _check_devices(conn, name, sorted(config.devices))
+    except DeviceInUse as refused:
+        return refused
+    return None
 
 
 def _check_devices(conn: Any, name: str, devices: list[str]) -> None:

@@ -91,6 +91,8 @@ class PostgresStore:
         self._heard = asyncio.Event()          # a NOTIFY arrived, or the listener came back
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        # a NOTIFY on this channel ends the listener's wait at once when the store closes
+        self._wake_channel = f"kioskd_close_{os.getpid()}_{id(self):x}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._follower: asyncio.Task | None = None
         self._running: set[asyncio.Future] = set()
@@ -144,6 +146,7 @@ class PostgresStore:
             self._follower = None
         self._stop.set()
         if self._listener is not None:
+            await asyncio.to_thread(self._wake_listener)
             await asyncio.to_thread(self._listener.join, CONNECT_TIMEOUT + 2)
             self._listener = None
         if self._pool is not None:
@@ -156,7 +159,20 @@ class PostgresStore:
     def _listen_connection(self, conninfo: str) -> psycopg.Connection:
         conn = psycopg.connect(conninfo, autocommit=True)
         conn.execute("LISTEN kioskd_events")
+        conn.execute(f'LISTEN "{self._wake_channel}"')
         return conn
+
+    def _wake_listener(self) -> None:
+        """End the listener's wait for a NOTIFY now rather than at its next quiet second,
+        so that closing takes milliseconds, not up to a second. With the database away
+        the listener waits to reconnect instead, and `_stop` has woken it already."""
+        if self._pool is None:
+            return
+        try:
+            with self._pool.connection(timeout=0.5) as conn:
+                conn.execute("SELECT pg_notify(%s, '')", (self._wake_channel,))
+        except UNREACHABLE + (psycopg.Error,):
+            pass
 
     def _migrate_and_register(self, conn: psycopg.Connection, migrate: Callable) -> None:
         migrate(conn)
@@ -362,6 +378,21 @@ class PostgresStore:
     def _back(self) -> None:
         self._reached()
         self._heard.set()                      # read what was missed while away
+
+
+def admission(config: Any) -> Exception | None:
+    """Why this daemon may not join its hall's shared store now, read without changing
+    anything (`kioskd check`; `kioskd run` before it serves): an `instances.NotAdmitted`
+    (its name taken, its catalogue or device ids disagreeing with the running daemons'),
+    a `StoreUnavailable`, or None."""
+    from .config import safe_url
+    from .instances import admission as refusal
+    try:
+        with psycopg.connect(_conninfo(config.store.url), autocommit=True) as conn:
+            return refusal(conn, config)
+    except UNREACHABLE as exc:
+        return StoreUnavailable(f"the database at {safe_url(config.store.url)} cannot be "
+                                f"reached: {_first_line(exc)}")
 
 
 def _consecutive(events: list[Event]) -> bool:

@@ -6,16 +6,24 @@ Real processes, a real server (tests/pgserver.py), real HTTP and event streams.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from conftest import until
+import drivers
+from conftest import demo_frame, until
 from daemon import Daemon, hall_toml
+from kioskd.config import load_config
 from pgserver import PgServer
 from soak import Display
 
@@ -24,15 +32,50 @@ WINDOWS = {"east": ("1", "2"), "west": ("3", "4")}
 ON = {w: name for name, windows in WINDOWS.items() for w in windows}
 
 
-def shared_hall(directory: Path, url: str, instance: str) -> Path:
+def shared_hall(directory: Path, url: str, instance: str, devices: str = "") -> Path:
     """The hall's devices.toml as the daemon `instance` has it: the same services and
-    windows as every daemon of the hall, its own instance name, the shared store."""
+    windows as every daemon of the hall, its own instance name and `devices`, the
+    shared store."""
     directory.mkdir(parents=True, exist_ok=True)
     text = hall_toml(4, instances=ON).replace(
         'data_dir = "var"\n', f'data_dir = "var"\ninstance = "{instance}"\n', 1)
     path = directory / "devices.toml"
-    path.write_text(f'{text}\n[store]\nurl = "{url}"\n', encoding="utf-8")
+    path.write_text(f'{text}\n[store]\nurl = "{url}"\n{devices}', encoding="utf-8")
     return path
+
+
+def hall_board(device_id: str) -> str:
+    """A three-line hall board on a pseudo-terminal in the data dir (emulated here)."""
+    return f"""
+[devices.{device_id}]
+driver = "framed_text"
+port = "tty-{device_id}"
+address = 1
+shows = "hall"
+lines = 3
+reply_timeout = 0.3
+timeout = 4
+
+{demo_frame(device_id, ack=True)}"""
+
+
+@contextmanager
+def emulated_boards(configs: list[Path]) -> Iterator[dict[str, Any]]:
+    """The boards of these devices.toml files, emulated on their pseudo-terminals."""
+    boards = {}
+    try:
+        for path in configs:
+            config = load_config(path, env={})
+            for device in config.devices.values():
+                emulator = drivers.family(device.driver).emulate(
+                    device.id, replace(device.settings, emulate=True),
+                    data_dir=config.hall.data_dir)
+                emulator.start()
+                boards[device.id] = emulator
+        yield boards
+    finally:
+        for emulator in boards.values():
+            emulator.close()
 
 
 def rows(url: str, sql: str) -> list[tuple]:
@@ -183,6 +226,7 @@ def test_a_ticket_moves_between_daemons_by_transfer_and_readmission(two_daemons)
     url, daemons = two_daemons
     east, west = (httpx.Client(base_url=daemons[n].url, timeout=10) for n in ("east", "west"))
     with east, west:
+        assert [c.get("/healthz").json()["instance"] for c in (east, west)] == ["east", "west"]
         ticket = east.post(f"{API}/tickets", json={"service": "property"}).json()
         assert east.post(f"{API}/windows/1/call-next").json()["id"] == ticket["id"]
         # window 1 (east) sends it to window 3 (west): west's window calls it next
@@ -206,46 +250,102 @@ def test_a_ticket_moves_between_daemons_by_transfer_and_readmission(two_daemons)
                      "ticket.no_show", "ticket.readmitted", "ticket.called"]
 
 
+def test_a_daemon_whose_hall_disagrees_refuses_to_start_saying_what_differs(
+        tmp_path: Path, pg_server: PgServer):
+    url = pg_server.create_database()
+    east = Daemon(shared_hall(tmp_path / "east", url, "east")).start()
+    try:
+        west_toml = shared_hall(tmp_path / "west", url, "west")
+        west_toml.write_text(west_toml.read_text(encoding="utf-8").replace(
+            'prefix = "A"', 'prefix = "P"'), encoding="utf-8")
+        checked = subprocess.run([sys.executable, "-m", "kioskd.cli", "check", "-c",
+                                  str(west_toml)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 2, checked.stderr
+        difference = 'service property: prefix is "A" in the database, "P" in devices.toml'
+        assert difference in checked.stderr
+        west = Daemon(west_toml)
+        with pytest.raises(RuntimeError, match="exited with 2") as refused:
+            west.start()
+        assert difference in str(refused.value) and "Traceback" not in str(refused.value)
+        twin = Daemon(shared_hall(tmp_path / "twin", url, "east"))   # east's name again
+        with pytest.raises(RuntimeError, match='instance "east" is already running'):
+            twin.start()
+        # the refused daemons changed nothing: east goes on, and the catalogue is east's
+        with httpx.Client(base_url=east.url, timeout=10) as client:
+            assert client.post(f"{API}/tickets", json={"service": "property"}
+                               ).json()["number"] == "A001"
+    finally:
+        east.stop()
+
+
 def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lost(tmp_path):
+    """Both floors' hall boards show every call; the database stops: issue and call
+    answer 503 saying so, the boards keep what they show; it starts again: both
+    daemons come back by themselves, nothing answered before is lost, and a call on
+    one floor reaches the other's board again."""
     server = PgServer()
     server.start()
     try:
         url = server.create_database()
-        daemon = Daemon(shared_hall(tmp_path / "east", url, "east")).start()
-        try:
-            with httpx.Client(base_url=daemon.url, timeout=15) as client:
-                _database_restart(server, client)
-        finally:
-            daemon.stop()
-        assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
+        configs = {name: shared_hall(tmp_path / name, url, name, hall_board(f"hall_{name}"))
+                   for name in WINDOWS}
+        with emulated_boards(list(configs.values())) as boards:
+            daemons = {name: Daemon(path) for name, path in configs.items()}
+            try:
+                for daemon in daemons.values():
+                    daemon.start()
+                with httpx.Client(base_url=daemons["east"].url, timeout=15) as east, \
+                        httpx.Client(base_url=daemons["west"].url, timeout=15) as west:
+                    _database_restart(server, east, west, boards)
+            finally:
+                for daemon in daemons.values():
+                    if daemon.proc is not None and daemon.proc.poll() is None:
+                        daemon.stop()
+            for daemon in daemons.values():
+                assert "Traceback" not in daemon.output(), daemon.output()[-3000:]
     finally:
         server.destroy()
 
 
-def _database_restart(server: PgServer, client: httpx.Client) -> None:
-    before = [client.post(f"{API}/tickets", json={"service": "property"}).json()
+def _database_restart(server: PgServer, east: httpx.Client, west: httpx.Client,
+                      boards: dict) -> None:
+    before = [east.post(f"{API}/tickets", json={"service": "property"}).json()
               for _ in range(5)]
-    called = client.post(f"{API}/windows/1/call-next").json()
-    assert called["id"] == before[0]["id"]
+    first = east.post(f"{API}/windows/1/call-next").json()
+    second = west.post(f"{API}/windows/3/call-next").json()
+    assert (first["id"], second["id"]) == (before[0]["id"], before[1]["id"])
+    for board in boards.values():      # each floor's board shows both floors' calls
+        until(lambda: any(second["number"] in line for line in board.lines)
+              and any(first["number"] in line for line in board.lines),
+              f"{board} shows {first['number']} and {second['number']}")
+    shown = {device: list(board.lines) for device, board in boards.items()}
 
     server.stop("fast")
-    refused = client.post(f"{API}/tickets", json={"service": "property"})
-    assert refused.status_code == 503, refused.text
-    assert refused.json()["reason"] == "store_unavailable"
-    assert "database" in refused.json()["detail"]
-    assert client.post(f"{API}/windows/2/call-next").status_code == 503
-    assert client.get("/livez").status_code == 200          # the daemon itself lives
-    assert client.get("/healthz").status_code == 503        # and says what is missing
+    for client, issue_or_call in ((east, ("POST", f"{API}/tickets")),
+                                  (west, ("POST", f"{API}/windows/4/call-next"))):
+        refused = client.request(*issue_or_call, json={"service": "property"}
+                                 if issue_or_call[1].endswith("tickets") else None)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["reason"] == "store_unavailable"
+        assert "database" in refused.json()["detail"]
+        assert client.get("/livez").status_code == 200          # the daemon itself lives
+        until(lambda: client.get("/healthz").status_code == 503, "healthz says so")
+    assert east.get("/healthz").json()["reason"] == "store_unavailable"
+    assert {device: list(board.lines) for device, board in boards.items()} == shown
 
     server.start()
-    back = _eventually_issued(client)
+    back = _eventually_issued(east)
     assert back["number"] not in {t["number"] for t in before}
     for ticket in before:
-        r = client.get(f"{API}/tickets/{ticket['id']}")
+        r = west.get(f"{API}/tickets/{ticket['id']}")
         assert r.status_code == 200 and r.json()["number"] == ticket["number"]
-    assert client.get(f"{API}/tickets/{called['id']}").json()["status"] == "called"
-    nxt = client.post(f"{API}/windows/2/call-next")
-    assert nxt.status_code == 200 and nxt.json()["id"] == before[1]["id"]
+    assert east.get(f"{API}/tickets/{first['id']}").json()["status"] == "called"
+    until(lambda: west.post(f"{API}/windows/4/call-next").status_code != 503,
+          "west calling again", wait=30, every=0.2)
+    third = west.get(f"{API}/windows/4").json()["current"]
+    assert third["id"] == before[2]["id"]
+    until(lambda: any(third["number"] in line for line in boards["hall_east"].lines),
+          f"east's board shows west's call of {third['number']} after the outage")
 
 
 def _eventually_issued(client: httpx.Client) -> dict:

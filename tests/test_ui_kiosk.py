@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from drivers.escpos.codec import PrinterStatus
+from pgserver import PgServer
 from browser import (running_hall, LANDSCAPE, PHONE, PORTRAIT, axe_violations,  # noqa: F401
                      chromium, open_page, overflowing, shot, small_targets)
 
@@ -256,6 +257,36 @@ def test_a_stuck_button_is_told_to_wait_in_plain_words(tmp_path_factory, open_pa
         shot(page, "kiosk-rate-limited")
         waiting = hall.api("GET", "/queue", expect=200)["services"]
         assert sum(s["waiting"] for s in waiting) == 1 and first["number"]
+
+
+def test_the_queue_database_away_is_said_plainly(tmp_path_factory, open_page):
+    """The demo hall on a shared PostgreSQL store whose server stops: the kiosk says
+    no number can be taken here for now, and where to go; back, it issues again."""
+    server = PgServer()
+    server.start()
+    try:
+        url = server.create_database()
+        for hall in running_hall(tmp_path_factory, "kiosk-store-down", edits={
+                r"^# \[store\]\n# url = .*$": f'[store]\nurl = "{url}"'}):
+            page = open_page(f"{hall.url}/ui/kiosk?terminal=kiosk_1", viewport=PORTRAIT,
+                             touch=True)
+            page.wait_for_selector("body[data-ready]")
+            server.stop("fast")
+            walk_to_guide(page, "住房公积金", "住房公积金提取")
+            page.locator("#take").tap()
+            problem = page.locator("#issue-problem")
+            expect(problem).to_be_visible()
+            expect(problem).to_contain_text("取号系统暂时中断")
+            expect(problem).to_contain_text("请到服务台取号")
+            assert "database" in page.locator("#issue-problem-text").get_attribute("title")
+            shot(page, "kiosk-store-down")
+            server.start()
+            hall.until(lambda: hall.http.get("/queue").status_code == 200,
+                       "the daemon back on its database", timeout=30)
+            page.locator("#take").tap()
+            assert result_ticket(page, hall)["number"]
+    finally:
+        server.destroy()
 
 
 # ------------------------------------------------------------------ for whoever stands there

@@ -306,6 +306,20 @@ def test_without_a_window_it_lists_them(hall, open_page):
     assert page.url.endswith("/ui/window?window=3")
 
 
+def test_a_window_of_another_floor_says_where_its_console_is(tmp_path_factory, open_page):
+    """A hall of several daemons: window 2 is managed by the daemon `west`; its
+    console opened on this one (`east`) says so instead of offering buttons."""
+    for hall in running_hall(tmp_path_factory, "window-elsewhere", edits={
+            r'^# instance = "east-wing" .*$': 'instance = "east"',
+            r'^(id = "2"\nname = "2号窗口"\n)': '\\1instance = "west"\n'}):
+        page = open_page(f"{hall.url}/ui/window?window=2", viewport=DESKTOP)
+        expect(page.locator("#elsewhere")).to_contain_text("窗口 2 由 west 楼层的服务程序管理")
+        expect(page.locator("#console")).to_be_hidden()
+        expect(page.locator("#windows a")).to_have_count(len(hall.api("GET", "/windows")))
+        shot(page, "window-elsewhere")
+        hall.api("POST", "/windows/2/call-next", expect=409)
+
+
 # ------------------------------------------------------------------ tokens
 
 

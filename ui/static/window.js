@@ -156,6 +156,11 @@ async function allowed() {
     await api("GET", `/windows/${encodeURIComponent(windowId)}/access`, { token: bearer });
   } catch (error) {
     if (error.status === 401 || error.status === 403) { askToken(error); return false; }
+    // a hall of several daemons: this window's console belongs on its own floor's
+    if (error.status === 409 && (error.body || {}).reason === "other_instance") {
+      await pick(null, error.detail);
+      return false;
+    }
     if (error.status === 0) throw error;
   }
   return true;
@@ -163,7 +168,7 @@ async function allowed() {
 
 // ---------------------------------------------------------------- the window picker
 
-async function pick(unknown) {
+async function pick(unknown, elsewhere) {
   showOnly("picker");
   $("#title").textContent = t("title");
   const list = $("#windows");
@@ -179,6 +184,7 @@ async function pick(unknown) {
       el("span", { class: `badge ${w.state}` }, t(`state.${w.state}`)),
       el("span", { class: "window-choice-serves" }, w.services.map(serviceName).join("、")))));
   if (unknown) items.unshift(el("li", { class: "bad" }, t("pick.unknown", { w: unknown })));
+  if (elsewhere) items.unshift(el("li", { class: "bad", id: "elsewhere" }, elsewhere));
   list.replaceChildren(...items);
 }
 
