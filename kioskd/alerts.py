@@ -42,7 +42,7 @@ from .aio import within
 from .config import Config
 from .queue import Conflict, NotFound
 from .records import SYSTEM, Actor, AlertRecord, Event, WindowState
-from .store import Tx
+from .store import StoreUnavailable, Tx
 
 if TYPE_CHECKING:
     from .devices import DeviceNow, Supervisor
@@ -428,6 +428,8 @@ class Watch:
             self._wanted.clear()
             try:
                 await self.check()
-            except Exception:                  # the store has its own alarms; look again later
+            except StoreUnavailable as exc:    # said by the store once; look again later
+                log.debug("alerts: no check while the store is away: %s", exc)
+            except Exception:                  # a bug: look again later
                 log.exception("alerts: the check failed; trying again in %g s", every)
             await asyncio.sleep(min(AFTER_CHECK_S, every))

@@ -66,7 +66,8 @@ def _conninfo(url: str) -> str:
     return psycopg.conninfo.make_conninfo(
         url, connect_timeout=max(1, int(CONNECT_TIMEOUT)), keepalives=1, keepalives_idle=5,
         keepalives_interval=2, keepalives_count=3,
-        application_name="kioskd", options=f"-c lock_timeout={LOCK_TIMEOUT_MS}")
+        application_name="kioskd",
+        options=f"-c lock_timeout={LOCK_TIMEOUT_MS} -c synchronous_commit=on")
 
 
 class PostgresStore:

@@ -25,7 +25,8 @@ from conftest import demo_frame, until
 from daemon import Daemon, hall_toml
 from kioskd.config import load_config
 from pgserver import PgServer
-from soak import Display
+from drivers.voice.speaker import read_log
+from soak import PLAYER, REPO, Display
 
 API = "/api/v1"
 WINDOWS = {"east": ("1", "2"), "west": ("3", "4")}
@@ -145,10 +146,29 @@ class Hall:
                 self.unexpected.append((url, r.status_code, r.text[:300]))
 
 
+def voice(directory: Path, device_id: str) -> str:
+    """A voice whose loudspeaker is a player script logging each WAV it plays
+    (drivers.voice.speaker) to `directory`/speaker.log."""
+    directory.mkdir(parents=True, exist_ok=True)
+    player = directory / "player.sh"
+    player.write_text(PLAYER.format(hang=directory / "never", repo=REPO, python=sys.executable,
+                                    log=directory / "speaker.log"), encoding="utf-8")
+    player.chmod(0o755)
+    return f"""
+[devices.{device_id}]
+driver = "voice"
+player = ["{player}"]
+repeat = 1
+chime = ""
+ahead = false
+"""
+
+
 @pytest.fixture
 def two_daemons(tmp_path: Path, pg_server: PgServer):
     url = pg_server.create_database()
-    daemons = {name: Daemon(shared_hall(tmp_path / name, url, name))
+    daemons = {name: Daemon(shared_hall(tmp_path / name, url, name,
+                                        voice(tmp_path / name, f"voice_{name}")))
                for name in WINDOWS}
     try:
         for daemon in daemons.values():
@@ -229,6 +249,12 @@ def test_a_ticket_moves_between_daemons_by_transfer_and_readmission(two_daemons)
         assert [c.get("/healthz").json()["instance"] for c in (east, west)] == ["east", "west"]
         ticket = east.post(f"{API}/tickets", json={"service": "property"}).json()
         assert east.post(f"{API}/windows/1/call-next").json()["id"] == ticket["id"]
+        # west's loudspeaker calls the ticket east's window 1 called
+        said = until(lambda: _said(west, "voice_west", ticket["id"]),
+                     "west's voice saying east's call", wait=30)
+        assert said["text"] == f"请{ticket['number']}号到1号窗口办理", said
+        until(lambda: [p for p in read_log(daemons["west"].config.parent / "speaker.log")
+                       if p.rms], "west's speaker playing it", wait=30)
         # window 1 (east) sends it to window 3 (west): west's window calls it next
         moved = east.post(f"{API}/windows/1/transfer", json={"window": "3"})
         assert moved.status_code == 200, moved.text
@@ -276,6 +302,11 @@ def test_a_daemon_whose_hall_disagrees_refuses_to_start_saying_what_differs(
                                ).json()["number"] == "A001"
     finally:
         east.stop()
+
+
+def _said(client: httpx.Client, voice_id: str, ticket: str) -> dict | None:
+    said = client.get(f"{API}/devices/{voice_id}").json()["detail"].get("last_announcement")
+    return said if said and said.get("ticket") == ticket else None
 
 
 def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lost(tmp_path):
