@@ -217,6 +217,11 @@ def test_two_daemons_share_one_queue_no_number_or_call_twice_and_each_sees_every
     assert rows(url, "SELECT data->>'ticket' FROM events WHERE type = 'ticket.called' "
                      "GROUP BY 1 HAVING count(*) > 1") == []
     last = rows(url, "SELECT max(id) FROM events")[0][0]
+    log = [(i, t) for i, t in rows(url, "SELECT id, type FROM events ORDER BY id")]
+    # A display that read east's stream up to the middle of the burst picks up on
+    # west's where it stopped: the ids mean the same on every daemon.
+    middle = log[len(log) // 2][0]
+    assert _resumed(daemons["west"].url, middle, last) == [e for e in log if e[0] > middle]
 
     # Each daemon's event stream carries every call, the other daemon's too, under
     # the same ids and in the same order as the log.
@@ -229,7 +234,6 @@ def test_two_daemons_share_one_queue_no_number_or_call_twice_and_each_sees_every
             daemon.stop()
         for display in displays.values():
             display.close()
-    log = [(i, t) for i, t in rows(url, "SELECT id, type FROM events ORDER BY id")]
     for name, display in displays.items():
         seen = [(i, t) for i, t, _ in display.events]
         assert [i for i, _ in seen] == sorted(set(i for i, _ in seen)), f"{name}: out of order"
@@ -240,6 +244,26 @@ def test_two_daemons_share_one_queue_no_number_or_call_twice_and_each_sees_every
         assert calls == set(called), f"{name}'s display missed calls"
         theirs = {t["id"] for t in hall.called if ON[t["window"]] != name}
         assert theirs and theirs <= calls
+
+
+def _resumed(url: str, after: int, through: int) -> list[tuple[int, str]]:
+    """The (id, type) of the events a stream resumed with `Last-Event-ID: after` sends,
+    up to id `through`."""
+    seen: list[tuple[int, str]] = []
+    fields: dict[str, str] = {}
+    with httpx.stream("GET", f"{url}{API}/events", headers={"Last-Event-ID": str(after)},
+                      timeout=httpx.Timeout(10)) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line == "" and "id" in fields:
+                seen.append((int(fields["id"]), fields["event"]))
+                if seen[-1][0] >= through:
+                    return seen
+                fields = {}
+            elif line and not line.startswith(":"):
+                key, _, value = line.partition(":")
+                fields[key] = value.lstrip(" ")
+    return seen
 
 
 def test_a_ticket_moves_between_daemons_by_transfer_and_readmission(two_daemons):
