@@ -732,7 +732,9 @@ function start() {
       // the devices' log: a hall alert (a long wait, a paused window) has no device
       const forDevices = event.type === "alert" ? Boolean(d.device) && d.state !== "acknowledged"
         : ["device.changed", "announcement.dropped"].includes(event.type);
-      if (forDevices) {
+      // a hall of several daemons hears every floor's events: this page is this daemon's
+      const ours = !d.device || cards.size === 0 || cards.has(d.device);
+      if (forDevices && ours) {
         addToLog(event);
         refreshSoon(d.device || null);
       } else if (event.type.startsWith("ticket.") || event.type === "window.changed") {
