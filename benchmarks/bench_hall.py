@@ -1,7 +1,8 @@
 """The benchmark's hall: a devices.toml in a temp dir, written to CONTRACT.md section 2.
 
 5 services (prefixes A–E), 40 windows "1".."40" each serving 1–3 services, no
-devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed);
+devices, no tokens (the daemon binds to 127.0.0.1, where open roles are allowed),
+on SQLite or on a PostgreSQL database one or several daemons share;
 `one_service_hall` for the device benchmarks, `big_hall_toml` for 150 windows. None
 limits issuing ([limits] 0): every benchmark issues from one address, fast.
 """
@@ -36,19 +37,24 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def devices_toml(port: int) -> str:
+def devices_toml(port: int, store_url: str | None = None, instance: str | None = None,
+                 instances: tuple[str, ...] = ()) -> str:
+    """The load benchmark's hall; with `store_url`, on that PostgreSQL database as the
+    daemon `instance`, window n managed by instances[(n - 1) % len(instances)]."""
     lines = [
         "# Written by benchmarks/run.py: a throw-away hall for the load benchmark.",
         "[hall]",
         'name = "基准测试大厅"',
         'timezone = "Asia/Shanghai"',
         'data_dir = "var"',
+        *([f"instance = {_quote(instance)}"] if instance else []),
         "",
         "[server]",
         'host = "127.0.0.1"',
         f"port = {port}",
         "",
         *NO_LIMITS,
+        *(["[store]", f"url = {_quote(store_url)}", ""] if store_url else []),
     ]
     for service_id, name, prefix, code in SERVICES:
         lines += [
@@ -66,9 +72,16 @@ def devices_toml(port: int) -> str:
             f'id = "{number}"',
             f'name = "{number}号窗口"',
             f"services = [{served}]",
+            *([f"instance = {_quote(window_instance(number, instances))}"] if instances else []),
             "",
         ]
     return "\n".join(lines)
+
+
+def window_instance(number: int, instances: tuple[str, ...]) -> str:
+    """The daemon that manages window `number` when `instances` share the hall: in
+    turn, so that windows 1..k are split evenly whatever k."""
+    return instances[(number - 1) % len(instances)]
 
 
 def one_service_hall(port: int, windows: int,
@@ -85,9 +98,11 @@ def one_service_hall(port: int, windows: int,
     return lines
 
 
-def write_hall(directory: Path, port: int) -> Path:
+def write_hall(directory: Path, port: int, store_url: str | None = None,
+               instance: str | None = None, instances: tuple[str, ...] = ()) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "devices.toml"
-    path.write_text(devices_toml(port), encoding="utf-8")
+    path.write_text(devices_toml(port, store_url, instance, instances), encoding="utf-8")
     return path
 
 

@@ -74,11 +74,13 @@ class RouteStats:
 
 @dataclass
 class Worker:
-    """One client: a route and a function giving (path, json body) for each request."""
+    """One client: a route and a function giving (path, json body) for each request;
+    `base`, the daemon it talks to when not the scenario's (a hall of several)."""
 
     route: Route
     request: Callable[[random.Random], tuple[str, Any]]
     seed: int
+    base: str | None = None
 
 
 @dataclass
@@ -103,6 +105,7 @@ async def _loop(http: aiohttp.ClientSession, base: str, worker: Worker, stats: R
                 measure_from: float, stop_at: float, max_requests: int) -> None:
     rng = random.Random(worker.seed)
     route = worker.route
+    base = worker.base or base
     for _ in range(max_requests):
         started = time.perf_counter()
         if started >= stop_at:

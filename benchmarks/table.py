@@ -5,9 +5,11 @@
 
 Reads the folder a `make bench` run wrote (suite.py: machine.json, status.json and
 one JSON per benchmark, bench_results.py); without FOLDER, the newest under
-artifacts/bench/. Prints a Markdown table — the measure, this run's figure, and
-what it is held against (the do-nothing route, the disk's durable-commit ceiling,
-the wire time, the interpreter alone, an aim) — under a line naming the machine.
+artifacts/bench/. Prints a Markdown table — the measure, this run's figure, the
+same on a PostgreSQL store with one daemon and with two sharing it (the issue and
+call rows, run.py), and what it is held against (the do-nothing route, the disk's
+durable-commit ceiling, the wire time, the interpreter alone, an aim) — under a
+line naming the machine.
 A row whose benchmark failed, did not run, or recorded no such figure says so:
 it never shows another run's numbers.
 """
@@ -69,42 +71,94 @@ def ratio(part: float, whole: float) -> str:
 class Row:
     """One line of the table. `label` may name figures ({displays}); `defaults`
     fill them when the benchmark left none. `figure` and `against` format the
-    benchmark's figures; a KeyError or TypeError in them means a missing figure."""
+    benchmark's figures; a KeyError or TypeError in them means a missing figure.
+    `postgres` and `postgres_2` format the same measure on a PostgreSQL store, one
+    daemon and two sharing it (None: a measure with no such run)."""
 
     benchmark: str
     label: str
     figure: Callable[[dict], str]
     against: Callable[[dict], str]
     defaults: dict[str, Any] = field(default_factory=dict)
+    postgres: Callable[[dict], str] | None = None
+    postgres_2: Callable[[dict], str] | None = None
+
+
+class NotRun(Exception):
+    """A run the benchmark skipped, saying why (PostgreSQL's server not installed)."""
+
+
+def _postgres(f: dict) -> dict:
+    """run.py's PostgreSQL figures; NotRun when it skipped them."""
+    pg = f["postgres"]
+    if pg.get("skipped"):
+        raise NotRun(pg["skipped"])
+    return pg
+
+
+def _cpu(scenario: dict) -> str:
+    """The daemons' CPU (two daemons: the sum) and the PostgreSQL server's, if measured."""
+    cpu = scenario.get("cpu")
+    if not cpu:
+        return ""
+    used = [f"{'daemons' if cpu.get('daemons', 1) > 1 else 'daemon'} {cpu['daemon_pct']:.0f}%"]
+    if cpu.get("server_pct") is not None:
+        used.append(f"PostgreSQL {cpu['server_pct']:.0f}%")
+    return " · CPU " + ", ".join(used)
 
 
 def _load(n: int) -> list[Row]:
-    """issue, call-next and their throughput at `n` clients (run.py)."""
-    def route(f: dict, name: str) -> dict:
-        return f["issue_call"][str(n)]["routes"][name]
+    """issue, call-next and their throughput at `n` clients (run.py), on SQLite and,
+    in their own columns, on PostgreSQL with one daemon and with two."""
+    def sqlite(f: dict) -> dict:
+        return f["issue_call"][str(n)]
+
+    def one_daemon(f: dict) -> dict:
+        return _postgres(f)["one_daemon"][str(n)]
+
+    def two_daemons(f: dict) -> dict:
+        return _postgres(f)["two_daemons"][str(n)]
+
+    def latency(name: str, scenario: Callable[[dict], dict]) -> Callable[[dict], str]:
+        def cell(f: dict) -> str:
+            figures = scenario(f)["routes"][name]
+            return f"{pp(figures)} · {rate(figures['rps'])}"
+        return cell
+
+    def rps(scenario: dict) -> float:
+        return scenario["routes"]["issue"]["rps"] + scenario["routes"]["call-next"]["rps"]
+
+    def throughput(scenario: Callable[[dict], dict]) -> Callable[[dict], str]:
+        return lambda f: rate(rps(scenario(f))) + _cpu(scenario(f))
 
     def livez(f: dict) -> dict:
         return f["livez"][str(n)]["routes"]["livez"]
 
-    def throughput(f: dict) -> float:
-        return route(f, "issue")["rps"] + route(f, "call-next")["rps"]
-
     def ceilings(f: dict) -> str:
         commits = f["durable_commit_ceilings"][str(n)]["rows_per_s"]
-        return (f"GET /livez (does nothing): {rate(livez(f)['rps'])} "
-                f"({ratio(throughput(f), livez(f)['rps'])}); durable commits, {n} rows a "
-                f"commit: {rate(commits)} ({ratio(throughput(f), commits)})")
+        done = rps(sqlite(f))
+        text = (f"GET /livez (does nothing): {rate(livez(f)['rps'])} "
+                f"({ratio(done, livez(f)['rps'])}); durable commits, {n} rows a "
+                f"commit: {rate(commits)} ({ratio(done, commits)})")
+        pg = f.get("postgres") or {}
+        at_once = (pg.get("concurrent_commits") or {}).get(str(n))
+        if not pg.get("skipped") and at_once:
+            text += (f"; PostgreSQL durable commits, {n} connections at once: "
+                     f"{rate(at_once['commits_per_s'])}")
+        return text
 
     livez_latency = (lambda f: f"GET /livez (does nothing), {n} clients: {pp(livez(f))}")
     return [
         Row("run", f"issue, {n} clients ({n // 2} issuing)",
-            lambda f: f"{pp(route(f, 'issue'))} · {rate(route(f, 'issue')['rps'])}",
-            livez_latency),
+            latency("issue", sqlite), livez_latency,
+            postgres=latency("issue", one_daemon), postgres_2=latency("issue", two_daemons)),
         Row("run", f"call-next, {n} clients ({n - n // 2} calling)",
-            lambda f: f"{pp(route(f, 'call-next'))} · {rate(route(f, 'call-next')['rps'])}",
-            livez_latency),
-        Row("run", f"issue + call-next throughput, {n} clients",
-            lambda f: rate(throughput(f)), ceilings),
+            latency("call-next", sqlite), livez_latency,
+            postgres=latency("call-next", one_daemon),
+            postgres_2=latency("call-next", two_daemons)),
+        Row("run", f"issue + call-next throughput, {n} clients (CPU: % of one core)",
+            throughput(sqlite), ceilings,
+            postgres=throughput(one_daemon), postgres_2=throughput(two_daemons)),
     ]
 
 
@@ -249,7 +303,28 @@ def machine_line(m: dict[str, Any]) -> str:
 
 # -- the table ----------------------------------------------------------------------------------
 
-def cells(row: Row, figures: dict | None, status: dict | None) -> tuple[str, str, str]:
+def cells(row: Row, figures: dict | None,
+          status: dict | None) -> tuple[str, str, str, str, str]:
+    """The row's cells: measure, this run, PostgreSQL, PostgreSQL with 2 daemons, against."""
+    label, figure, against = _cells(row, figures, status)
+    if figure.startswith(("**FAILED**", "not run")):     # said once, in the first column
+        return label, figure, "", "", against
+    return label, figure, _column(row.postgres, figures), _column(row.postgres_2, figures), \
+        against
+
+
+def _column(format_: Callable[[dict], str] | None, figures: dict | None) -> str:
+    if format_ is None or figures is None:
+        return ""
+    try:
+        return format_(figures)
+    except NotRun:
+        return "not run"                                  # why: above the table
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        return f"**FAILED** (figure missing: {exc})"
+
+
+def _cells(row: Row, figures: dict | None, status: dict | None) -> tuple[str, str, str]:
     label_values = {**row.defaults, **(figures or {})}
     try:
         label = row.label.format_map(label_values)
@@ -289,15 +364,37 @@ def render(where: Path) -> str:
                 if m.get("quick") else ""),
              "",
              f"Machine: {machine_line(m)}",
-             "",
-             "| measure | this run | against |",
-             "|---|---|---|"]
+             ""]
+    postgres = postgres_line(read(where, "run"))
+    if postgres:
+        lines += [postgres, ""]
+    lines += ["| measure | this run (SQLite) | PostgreSQL, 1 daemon | PostgreSQL, 2 daemons "
+              "| against |",
+              "|---|---|---|---|---|"]
     for row in ROWS:
         if row.benchmark not in cache:
             cache[row.benchmark] = read(where, row.benchmark)
-        label, figure, against = cells(row, cache[row.benchmark], statuses.get(row.benchmark))
-        lines.append(f"| {_escape(label)} | {_escape(figure)} | {_escape(against)} |")
+        line = cells(row, cache[row.benchmark], statuses.get(row.benchmark))
+        lines.append("| " + " | ".join(_escape(cell) for cell in line) + " |")
     return "\n".join(lines)
+
+
+def postgres_line(run: dict | None) -> str:
+    """What the PostgreSQL columns ran on, from run.py's figures ("" when none)."""
+    pg = (run or {}).get("postgres")
+    if not pg:
+        return ""
+    if pg.get("skipped"):
+        return f"PostgreSQL columns: not run: {pg['skipped']}"
+    server = pg.get("server") or {}
+    version = server.get("server_version", "?").split(" ")[0]
+    settings = ", ".join(f"{k} {server[k]}" for k in ("fsync", "synchronous_commit")
+                         if k in server)
+    return (f"PostgreSQL columns: the same load on a throwaway PostgreSQL {version} server on "
+            f"this machine ({settings}: "
+            + ("durable, like SQLite's synchronous=FULL" if pg.get("durable") else "NOT durable")
+            + "), a database of its own for one daemon, then for two daemons sharing it, "
+            "each with half the kiosks and half the windows")
 
 
 def newest(root: Path = RESULTS_ROOT) -> Path | None:

@@ -1,7 +1,9 @@
 """The benchmark table of `make bench`: every row a figure from this run's results, a
-failed benchmark's rows marked failed (never another run's numbers), and the suite that
-runs each benchmark and ends with the table. The benchmarks themselves are timed by
-`make bench`, not here: these feed the printer fabricated figures and fake benchmarks."""
+failed benchmark's rows marked failed (never another run's numbers), the load rows'
+PostgreSQL columns (one daemon, two sharing the database) from the same run, and the
+suite that runs each benchmark and ends with the table. The benchmarks themselves are
+timed by `make bench`, not here: these feed the printer fabricated figures and fake
+benchmarks."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ if str(BENCHMARKS) not in sys.path:
 
 import bench_hall  # noqa: E402
 import bench_results  # noqa: E402
+import run  # noqa: E402
 import startup  # noqa: E402
 import suite  # noqa: E402
 import table  # noqa: E402
@@ -29,9 +32,14 @@ def lat(p50: float, p99: float) -> dict:
     return {"p50_ms": p50, "p99_ms": p99, "max_ms": p99 + 1, "n": 100}
 
 
-def scenario(routes: dict[str, tuple[float, float, float]]) -> dict:
+def scenario(routes: dict[str, tuple[float, float, float]], cpu: dict | None = None) -> dict:
     return {"routes": {name: {"rps": rps, "p50_ms": p50, "p99_ms": p99}
-                       for name, (rps, p50, p99) in routes.items()}}
+                       for name, (rps, p50, p99) in routes.items()}, "cpu": cpu}
+
+
+def cpu(daemon: float, server: float | None = None, daemons: int = 1) -> dict:
+    return {"daemon_pct": daemon, "loop_pct": daemon / 2, "others_pct": daemon / 2,
+            "client_pct": 20.0, "other_pct": 1.0, "server_pct": server, "daemons": daemons}
 
 
 # What each benchmark records (bench_results.record), with figures easy to spot.
@@ -40,9 +48,29 @@ FIGURES = {
         "livez": {"8": scenario({"livez": (8000, 0.91, 1.91)}),
                   "32": scenario({"livez": (9000, 3.31, 6.31)})},
         "issue_call": {
-            "8": scenario({"issue": (1100, 1.51, 4.01), "call-next": (1200, 1.61, 4.11)}),
-            "32": scenario({"issue": (2100, 6.51, 14.1), "call-next": (2200, 6.61, 15.1)})},
+            "8": scenario({"issue": (1100, 1.51, 4.01), "call-next": (1200, 1.61, 4.11)},
+                          cpu(81.2)),
+            "32": scenario({"issue": (2100, 6.51, 14.1), "call-next": (2200, 6.61, 15.1)},
+                           cpu(96.4))},
         "durable_commit_ceilings": {"8": {"rows_per_s": 46000}, "32": {"rows_per_s": 128000}},
+        "postgres": {
+            "skipped": None, "durable": True,
+            "server": {"server_version": "15.18 (Debian 15.18-0+deb12u1)", "fsync": "on",
+                       "synchronous_commit": "on", "wal_sync_method": "fdatasync"},
+            "durable_commits": {"rate": 3100.0, "p50_ms": 0.3, "p99_ms": 0.6, "seconds": 3.0},
+            "concurrent_commits": {"8": {"connections": 8, "commits_per_s": 12300.0},
+                                   "32": {"connections": 32, "commits_per_s": 20100.0}},
+            "one_daemon": {
+                "8": scenario({"issue": (510, 3.52, 7.02), "call-next": (520, 3.62, 7.12)},
+                              cpu(90.4, 40.6)),
+                "32": scenario({"issue": (610, 9.53, 21.3), "call-next": (620, 9.63, 22.3)},
+                               cpu(95.2, 45.1))},
+            "two_daemons": {
+                "8": scenario({"issue": (530, 3.44, 8.04), "call-next": (540, 3.54, 8.14)},
+                              cpu(120.4, 50.6, 2)),
+                "32": scenario({"issue": (640, 9.44, 24.4), "call-next": (650, 9.54, 25.4)},
+                               cpu(140.2, 55.4, 2))},
+        },
     },
     "printing": {"to_paper": lat(2.22, 3.33), "answered_plain": lat(1.44, 2.55)},
     "boards": {"windows": 100, "buses": 4, "baud": 9600, "single": lat(18.1, 18.9),
@@ -90,11 +118,18 @@ def a_run(folder: Path, monkeypatch, statuses: dict[str, object] | None = None,
 
 def rows(text: str) -> dict[str, tuple[str, str]]:
     """The table's rows: measure → (this run, against)."""
+    return {measure: (figure, against)
+            for measure, (figure, _, _, against) in all_columns(text).items()}
+
+
+def all_columns(text: str) -> dict[str, tuple[str, str, str, str]]:
+    """The table's rows: measure → (this run, PostgreSQL, PostgreSQL 2 daemons, against)."""
     out = {}
     for line in text.splitlines():
         if line.startswith("| ") and not line.startswith("| measure"):
-            cells = [c.strip() for c in line.strip("|").split(" | ")]
-            out[cells[0]] = (cells[1], cells[2])
+            cells = [c.strip() for c in line[1:-1].split(" | ")]
+            assert len(cells) == 5, line
+            out[cells[0]] = tuple(cells[1:])
     return out
 
 
@@ -112,10 +147,11 @@ def test_every_row_comes_from_the_runs_figures_under_the_machine(tmp_path, monke
         "p50 1.51 ms · p99 4.01 ms · 1,100/s",
         "GET /livez (does nothing), 8 clients: p50 0.91 ms · p99 1.91 ms")
     assert got["call-next, 32 clients (16 calling)"][0] == "p50 6.61 ms · p99 15.1 ms · 2,200/s"
-    figure, against = got["issue + call-next throughput, 32 clients"]
-    assert figure == "4,300/s"
+    figure, against = got["issue + call-next throughput, 32 clients (CPU: % of one core)"]
+    assert figure == "4,300/s · CPU daemon 96%"
     assert against == ("GET /livez (does nothing): 9,000/s (0.48×); durable commits, 32 rows "
-                       "a commit: 128,000/s (0.03×)")
+                       "a commit: 128,000/s (0.03×); PostgreSQL durable commits, 32 connections "
+                       "at once: 20,100/s")
     assert got["issue → last byte at the printer (emulated, loopback TCP)"] == (
         "p50 2.22 ms · p99 3.33 ms", "the issue answered, no printing: p50 1.44 ms · p99 2.55 ms")
     assert got["call → board frame on the wire, 100 windows at once, 4 buses"][1] == \
@@ -133,6 +169,54 @@ def test_every_row_comes_from_the_runs_figures_under_the_machine(tmp_path, monke
         "median 987 ms (no READY=1)"
     assert got["resident memory, 150 windows, after load"] == (
         "VmRSS 80 MiB · VmHWM 82 MiB", "12,345 issues/calls in 10 s, 100 event streams")
+
+
+def test_the_load_rows_show_postgresql_with_one_daemon_and_two_beside_sqlite(
+        tmp_path, monkeypatch):
+    text = table.render(a_run(tmp_path, monkeypatch))
+    assert ("| measure | this run (SQLite) | PostgreSQL, 1 daemon | PostgreSQL, 2 daemons "
+            "| against |") in text
+    header = text.split("| measure")[0]
+    assert "PostgreSQL 15.18 server" in header
+    assert "fsync on, synchronous_commit on: durable, like SQLite's synchronous=FULL" in header
+    got = all_columns(text)
+    assert got["issue, 8 clients (4 issuing)"][:3] == (
+        "p50 1.51 ms · p99 4.01 ms · 1,100/s", "p50 3.52 ms · p99 7.02 ms · 510/s",
+        "p50 3.44 ms · p99 8.04 ms · 530/s")
+    assert got["call-next, 32 clients (16 calling)"][1:3] == (
+        "p50 9.63 ms · p99 22.3 ms · 620/s", "p50 9.54 ms · p99 25.4 ms · 650/s")
+    # two daemons: their CPU summed, the server's beside it
+    assert got["issue + call-next throughput, 8 clients (CPU: % of one core)"][1:3] == (
+        "1,030/s · CPU daemon 90%, PostgreSQL 41%", "1,070/s · CPU daemons 120%, PostgreSQL 51%")
+    load = [m for m in got if m.endswith(("issuing)", "calling)", "(CPU: % of one core)"))]
+    assert len(load) == 6 and all(got[m][1] and got[m][2] for m in load)
+    assert all(got[m][1:3] == ("", "") for m in got if m not in load)
+
+
+def test_postgresql_columns_say_why_they_did_not_run(tmp_path, monkeypatch):
+    figures = {**FIGURES, "run": {**FIGURES["run"], "postgres": {
+        "skipped": "PostgreSQL's server programs are not installed (Debian: apt-get install "
+                   "postgresql)"}}}
+    text = table.render(a_run(tmp_path, monkeypatch, figures=figures))
+    assert "PostgreSQL columns: not run: PostgreSQL's server programs are not installed" in text
+    got = all_columns(text)
+    for n in (8, 32):
+        figure, pg, pg2, against = got[f"issue + call-next throughput, {n} clients "
+                                       "(CPU: % of one core)"]
+        assert figure.startswith(("2,300/s", "4,300/s"))
+        assert pg == pg2 == "not run"                       # why: once, above the table
+        assert "PostgreSQL" not in against                   # no ceiling of a server not run
+    assert got["issue, 32 clients (16 issuing)"][0] == "p50 6.51 ms · p99 14.1 ms · 2,100/s"
+
+    # one of the two PostgreSQL runs missing from the figures: that cell says so, alone
+    del figures["run"]
+    broken = {**FIGURES["run"], "postgres": {**FIGURES["run"]["postgres"]}}
+    del broken["postgres"]["two_daemons"]
+    got = all_columns(table.render(a_run(tmp_path, monkeypatch,
+                                         figures={**figures, "run": broken})))
+    _, pg, pg2, _ = got["issue, 8 clients (4 issuing)"]
+    assert pg == "p50 3.52 ms · p99 7.02 ms · 510/s"
+    assert pg2.startswith("**FAILED** (figure missing:")
 
 
 def test_a_failed_benchmark_shows_as_failed_never_with_figures(tmp_path, monkeypatch):
@@ -155,6 +239,11 @@ def test_a_failed_benchmark_shows_as_failed_never_with_figures(tmp_path, monkeyp
         "**FAILED** (figure missing:")
     assert "420 ms" not in "".join(f + a for f, a in got.values())    # voice's cold p50
     assert got["issue, 8 clients (4 issuing)"][0] == "p50 1.51 ms · p99 4.01 ms · 1,100/s"
+
+    # the load benchmark failed: its rows say so once, the PostgreSQL columns empty
+    statuses["run"] = 1
+    got = all_columns(table.render(a_run(tmp_path, monkeypatch, statuses, figures)))
+    assert got["issue, 8 clients (4 issuing)"] == ("**FAILED** (run.py: exit 1)", "", "", "")
 
 
 FAKE = """\
@@ -229,3 +318,34 @@ def test_the_benchmarks_halls_do_not_limit_issuing(tmp_path, hall):
     assert config.server.port == 8123
     if hall == "big_hall_toml":
         assert len(config.windows) == 150
+
+
+def test_two_daemons_share_the_hall_each_with_half_the_windows_and_kiosks(tmp_path):
+    """The two-daemon run: the same catalogue in both files, each its own instance on
+    the shared store, windows in turn each daemon's, and every window's calls sent
+    through the daemon that manages it (the other would answer 409)."""
+    url = "postgresql://kioskd@127.0.0.1:5999/hall"
+    configs = {name: loads_config(bench_hall.devices_toml(8123 + i, url, name, ("east", "west")),
+                                  base_dir=tmp_path)
+               for i, name in enumerate(("east", "west"))}
+    east, west = configs["east"], configs["west"]
+    assert (east.hall.instance, west.hall.instance) == ("east", "west")
+    assert east.store.url == west.store.url == url
+    assert [(w.id, w.instance) for w in east.windows] == \
+        [(w.id, w.instance) for w in west.windows]
+    managed = {name: [w.id for w in east.windows if w.instance == name] for name in configs}
+    assert managed["east"][:4] == ["1", "3", "5", "7"]
+    assert managed["west"][:4] == ["2", "4", "6", "8"]
+    assert len(managed["east"]) == len(managed["west"]) == bench_hall.WINDOW_COUNT // 2
+    assert loads_config(bench_hall.devices_toml(8123), base_dir=tmp_path).store.url is None
+
+    bases = {"east": "http://127.0.0.1:1", "west": "http://127.0.0.1:2"}
+    for clients in (8, 32):
+        workers = run.hall_workers(clients, [bases["east"], bases["west"]])
+        for name, base in bases.items():
+            mine = [w for w in workers if w.base == base]
+            assert len([w for w in mine if w.route is run.ISSUE]) == clients // 4
+            calling = [w.request(None)[0].split("/")[-2] for w in mine
+                       if w.route is run.CALL_NEXT]
+            assert len(calling) == clients // 4
+            assert set(calling) <= set(managed[name]), f"{name} calls another's window"
