@@ -121,7 +121,7 @@ class PostgresStore:
             await self._in_thread(self._migrate_and_register, listening, migrate)
             self._pool = ConnectionPool(
                 conninfo, min_size=2, max_size=POOL_SIZE, open=False, timeout=CONNECT_TIMEOUT,
-                kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+                kwargs={"autocommit": True},
                 reconnect_timeout=365 * 86400, name="kioskd")
             await self._in_thread(self._pool.open, True, CONNECT_TIMEOUT * 3)
             self._cursor = await self._in_thread(self._last_event_id, listening)
@@ -231,13 +231,20 @@ class PostgresStore:
         return self._loop.run_in_executor(self._threads, fn, *args)
 
     def _transact(self, fn: Callable[[Tx], T]) -> tuple[T, list[Event]]:
+        """One transaction (a worker thread). Lost races (a deadlock with another
+        daemon, two of them inserting one alert) run it again; so does a pooled
+        connection found dead before the commit (the server restarted): nothing was
+        written. Dying during the commit leaves the outcome unknown, and says so."""
         from .pgtx import PgTx, write_events
+        stale = 0
         for attempt in range(1, RETRIES + 1):
+            committing = False
             try:
                 with self._connection() as conn, conn.transaction():
                     tx = PgTx(conn, writing=True)
                     result = fn(tx)
                     write_events(conn, tx.events)
+                    committing = True
                 self._reached()
                 return result, tx.events
             except errors.UniqueViolation:
@@ -251,7 +258,14 @@ class PostgresStore:
                                            f"({type(exc).__name__} {attempt} times)") from exc
                 log.debug("store: %s; running the transaction again", _first_line(exc))
             except UNREACHABLE as exc:
-                raise self._unreachable(exc) from None
+                if committing:
+                    self._unreachable(exc)
+                    raise StoreUnavailable("the database went away while saving this; it "
+                                           "may or may not be saved") from None
+                stale += 1
+                if stale == 2 or isinstance(exc, PoolTimeout):
+                    raise self._unreachable(exc) from None
+                self._drop_stale()
         raise AssertionError("unreachable")
 
     def _view(self, fn: Callable[[Tx], T]) -> T:
@@ -259,19 +273,31 @@ class PostgresStore:
 
     def _read(self, fn: Callable[[Tx], T], isolation: str = "REPEATABLE READ") -> T:
         from .pgtx import PgTx
-        try:
-            with self._connection() as conn, conn.transaction():
-                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}, READ ONLY")
-                result = fn(PgTx(conn, writing=False))
-            self._reached()
-            return result
-        except UNREACHABLE as exc:
-            raise self._unreachable(exc) from None
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn, conn.transaction():
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}, READ ONLY")
+                    result = fn(PgTx(conn, writing=False))
+                self._reached()
+                return result
+            except UNREACHABLE as exc:         # a pooled connection found dead: once more
+                if attempt == 2 or isinstance(exc, PoolTimeout):
+                    raise self._unreachable(exc) from None
+                self._drop_stale()
+        raise AssertionError("unreachable")
 
     def _connection(self):
         if self._pool is None:
             raise StoreClosed("the store is closed")
         return self._pool.connection(timeout=CONNECT_TIMEOUT)
+
+    def _drop_stale(self) -> None:
+        """A pooled connection was dead (the server restarted, or dropped it): the pool
+        looks at its idle ones now and replaces the dead, rather than each request
+        finding one more. Idle connections are not checked on every use: that costs a
+        round trip per transaction."""
+        if self._pool is not None:
+            self._pool.check()
 
     def _reached(self) -> None:
         if self._down is not None:
@@ -361,6 +387,13 @@ class PostgresStore:
                 if conn is None:
                     return
                 self._loop.call_soon_threadsafe(self._back)
+        try:
+            # the instance name, free when close() returns: the server ends a closed
+            # session's backend a moment later, and a daemon restarted at once in
+            # that moment was refused its own name ("already running")
+            conn.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.Error:
+            pass
         conn.close()
 
     def _reconnect(self, conninfo: str) -> psycopg.Connection | None:
@@ -369,6 +402,7 @@ class PostgresStore:
             try:
                 conn = self._listen_connection(conninfo)
                 self._register(conn)
+                self._drop_stale()             # the pool's connections died with the server
                 log.warning("store: listening to the database again")
                 return conn
             except Exception as exc:           # down still, or a register refusal: log, retry

@@ -55,6 +55,13 @@ def _event(row: tuple) -> Event:
     return Event(id=row[0], at=row[1], type=row[2], data=row[3])
 
 
+def _unstorable(*keys: str | None) -> bool:
+    """A key no PostgreSQL text can hold (it never contains NUL, which SQLite keeps):
+    no row has it, so a lookup finds nothing, as on SQLite, where sending it would
+    fail the transaction (a 500 for `GET /tickets/%00`)."""
+    return any(key is not None and "\x00" in key for key in keys)
+
+
 def _extracted(value: Any) -> Any:
     """A value of an event's data as SQLite's json_extract answers it: true and false
     as 1 and 0, an object or a list as its JSON text (keys in jsonb's order)."""
@@ -109,6 +116,8 @@ class PgTx:
         self._run(f"UPDATE tickets SET {sets} WHERE seq = %s", [*_params(ticket), ticket.seq])
 
     def ticket(self, ticket_id: str) -> Ticket | None:
+        if _unstorable(ticket_id):
+            return None
         return _ticket(self._row(f"{_SELECT_TICKET} WHERE id = %s{self._for_update}",
                                  (ticket_id,)))
 
@@ -220,6 +229,8 @@ class PgTx:
         if not self.writing:
             raise psycopg.errors.ReadOnlySqlTransaction(
                 "a read-only transaction cannot write an event")
+        if "\\u0000" in _dumps(data):     # jsonb cannot hold it: refused here, not at commit
+            raise ValueError(f"{type}: text with a NUL character cannot be kept")
         event = Event(id=0, type=type, at=at, data=data)
         self.events.append(event)
         return event
@@ -300,11 +311,15 @@ class PgTx:
         self._run(f"UPDATE appointments SET {sets} WHERE id = %s", [*values, appointment.id])
 
     def appointment(self, appointment_id: str) -> Appointment | None:
+        if _unstorable(appointment_id):
+            return None
         row = self._row(f"{_SELECT_APPOINTMENT} WHERE id = %s{self._for_update}",
                         (appointment_id,))
         return _appointment(row) if row else None
 
     def appointments_by_code(self, code: str) -> list[Appointment]:
+        if _unstorable(code):
+            return []
         return [_appointment(r) for r in self._rows(
             f"{_SELECT_APPOINTMENT} WHERE code = %s ORDER BY day{self._for_update}", (code,))]
 
@@ -326,6 +341,8 @@ class PgTx:
              rating.at, rating.source))
 
     def rating(self, ticket_id: str) -> Rating | None:
+        if _unstorable(ticket_id):
+            return None
         row = self._row(f"{_SELECT_RATING} WHERE ticket = %s", (ticket_id,))
         return Rating(*row) if row else None
 
@@ -396,6 +413,8 @@ class PgTx:
             params.append(day)
         elif ticket is None:
             raise ValueError("name a day or a ticket")
+        if _unstorable(day, window, ticket, actor):
+            return []
         if ticket is not None:
             where.append("ticket = %s")
             params.append(ticket)
@@ -464,18 +483,22 @@ def write_events(conn: psycopg.Connection, events: list[Event]) -> None:
     once the commit is done. Nothing for no events."""
     if not events:
         return
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+    # one statement, one round trip while the lock is held: the lock (taken before the
+    # first row draws its id), the rows in list order, and the NOTIFY of the last id
     ids = conn.cursor(row_factory=tuple_row).execute(
-        "INSERT INTO events (at, type, data) SELECT at, type, data::jsonb "
-        "FROM unnest(%s::double precision[], %s::text[], %s::text[]) AS e(at, type, data) "
-        "RETURNING id",
-        ([float(e.at) for e in events], [e.type for e in events],
-         [_dumps(e.data) for e in events])).fetchall()
+        "WITH locked AS (SELECT pg_advisory_xact_lock(%s)), "
+        "written AS (INSERT INTO events (at, type, data) "
+        "  SELECT e.at, e.type, e.data::jsonb FROM locked, "
+        "    unnest(%s::double precision[], %s::text[], %s::text[]) "
+        "    WITH ORDINALITY AS e(at, type, data, n) ORDER BY e.n RETURNING id), "
+        "told AS (SELECT pg_notify(%s, max(id)::text) FROM written) "
+        "SELECT id FROM written, told ORDER BY id",
+        (EVENTS_LOCK, [float(e.at) for e in events], [e.type for e in events],
+         [_dumps(e.data) for e in events], CHANNEL)).fetchall()
     for event, (event_id,) in zip(events, ids, strict=True):
         # Event is frozen for its readers; the engine already holds these objects
         # (emit returned them) and learns their ids here.
         object.__setattr__(event, "id", event_id)
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(events[-1].id)))
 
 
 def migrate(conn: psycopg.Connection) -> int:

@@ -390,6 +390,8 @@ def _database_restart(server: PgServer, east: httpx.Client, west: httpx.Client,
 
     server.start()
     back = _eventually_issued(east)
+    until(lambda: west.get("/healthz").status_code == 200, "west back by itself", wait=30,
+          every=0.2)
     assert back["number"] not in {t["number"] for t in before}
     for ticket in before:
         r = west.get(f"{API}/tickets/{ticket['id']}")
