@@ -333,11 +333,14 @@ def _said(client: httpx.Client, voice_id: str, ticket: str) -> dict | None:
     return said if said and said.get("ticket") == ticket else None
 
 
-def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lost(tmp_path):
-    """Both floors' hall boards show every call; the database stops: issue and call
-    answer 503 saying so, the boards keep what they show; it starts again: both
-    daemons come back by themselves, nothing answered before is lost, and a call on
-    one floor reaches the other's board again."""
+@pytest.mark.parametrize("stop", ["fast", "immediate"])
+def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lost(
+        tmp_path, stop: str):
+    """Both floors' hall boards show every call; the database stops (shut down, or
+    killed as in a crash: `immediate`, recovered from its WAL at the next start): issue
+    and call answer 503 saying so, the boards keep what they show; it starts again:
+    both daemons come back by themselves, nothing answered before is lost, and a call
+    on one floor reaches the other's board again."""
     server = PgServer()
     server.start()
     try:
@@ -351,7 +354,7 @@ def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lo
                     daemon.start()
                 with httpx.Client(base_url=daemons["east"].url, timeout=15) as east, \
                         httpx.Client(base_url=daemons["west"].url, timeout=15) as west:
-                    _database_restart(server, east, west, boards)
+                    _database_restart(server, stop, east, west, boards)
             finally:
                 for daemon in daemons.values():
                     if daemon.proc is not None and daemon.proc.poll() is None:
@@ -362,7 +365,7 @@ def test_the_database_going_away_answers_503_and_service_returns_with_nothing_lo
         server.destroy()
 
 
-def _database_restart(server: PgServer, east: httpx.Client, west: httpx.Client,
+def _database_restart(server: PgServer, stop: str, east: httpx.Client, west: httpx.Client,
                       boards: dict) -> None:
     before = [east.post(f"{API}/tickets", json={"service": "property"}).json()
               for _ in range(5)]
@@ -375,7 +378,7 @@ def _database_restart(server: PgServer, east: httpx.Client, west: httpx.Client,
               f"{board} shows {first['number']} and {second['number']}")
     shown = {device: list(board.lines) for device, board in boards.items()}
 
-    server.stop("fast")
+    server.stop(stop)
     for client, issue_or_call in ((east, ("POST", f"{API}/tickets")),
                                   (west, ("POST", f"{API}/windows/4/call-next"))):
         refused = client.request(*issue_or_call, json={"service": "property"}
