@@ -148,20 +148,26 @@ class Metrics:
         for event in events:
             data = event.data
             if event.type == "ticket.issued":
-                self.issued.labels(data["service"], "true" if data["priority"] else "false").inc()
-                self._in_line[data["ticket"]] = event.at
+                self._in_line[data["ticket"]] = event.at    # whoever issued it: its wait
+                if event.local:
+                    self.issued.labels(data["service"],
+                                       "true" if data["priority"] else "false").inc()
             elif event.type == "ticket.called":
-                self.called.labels(data["service"], data["window"]).inc()
                 issued_at = self._in_line.pop(data["ticket"], None)
-                if issued_at is not None:
-                    self.wait.labels(data["service"]).observe(max(event.at - issued_at, 0.0))
-            elif event.type == "ticket.recalled":
-                self.recalled.labels(data["window"]).inc()
+                if event.local:
+                    self.called.labels(data["service"], data["window"]).inc()
+                    if issued_at is not None:
+                        self.wait.labels(data["service"]).observe(max(event.at - issued_at, 0.0))
             elif event.type in ENDS:
                 self._in_line.pop(data["ticket"], None)
-                outcome = ("day_end" if data.get("reason") == "day_end"
-                           else event.type.removeprefix("ticket."))
-                self.finished.labels(data["service"], outcome).inc()
+                if event.local:
+                    outcome = ("day_end" if data.get("reason") == "day_end"
+                               else event.type.removeprefix("ticket."))
+                    self.finished.labels(data["service"], outcome).inc()
+            elif not event.local:        # another daemon's doing: its own counters count it
+                continue
+            elif event.type == "ticket.recalled":
+                self.recalled.labels(data["window"]).inc()
             elif event.type == "ticket.transferred":
                 self.finished.labels(data["from_service"], "transferred").inc()
             elif event.type == "ticket.printed" and data.get("print") == "failed":

@@ -97,6 +97,7 @@ class PostgresStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._follower: asyncio.Task | None = None
         self._running: set[asyncio.Future] = set()
+        self._mine: set[int] = set()           # ids this daemon wrote, until published
 
     def __str__(self) -> str:
         from .config import safe_url
@@ -244,6 +245,8 @@ class PostgresStore:
                     tx = PgTx(conn, writing=True)
                     result = fn(tx)
                     write_events(conn, tx.events)
+                    # known as this daemon's before anyone can read them back
+                    self._mine.update(e.id for e in tx.events)
                     committing = True
                 self._reached()
                 return result, tx.events
@@ -335,12 +338,18 @@ class PostgresStore:
             self._deliver(events)
 
     def _read_after(self, after: int) -> list[Event]:
+        """The log after `after`; each event this daemon did not write marked so."""
         from .pgtx import PgTx
         with self._connection() as conn:
-            return PgTx(conn, writing=False).events_after(after, READ_BATCH)
+            events = PgTx(conn, writing=False).events_after(after, READ_BATCH)
+        for event in events:
+            if event.id not in self._mine:
+                object.__setattr__(event, "local", False)
+        return events
 
     def _deliver(self, events: list[Event]) -> None:
         self._cursor = events[-1].id
+        self._mine.difference_update(e.id for e in events)
         if self.on_commit is not None:
             try:
                 self.on_commit(events)

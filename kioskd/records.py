@@ -81,6 +81,9 @@ class Event:
     type: str
     at: float
     data: dict[str, Any] = field(default_factory=dict)
+    # written by this daemon (False: another daemon of the hall, on a shared store);
+    # never sent: this daemon's own counters (/metrics) count only what it did
+    local: bool = field(default=True, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

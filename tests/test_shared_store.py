@@ -92,6 +92,7 @@ class Hall:
         self.daemons = daemons
         self.kiosks_each = kiosks_each
         self.issued: list[dict] = []
+        self.issued_through: Counter = Counter()     # daemon url → its 201s
         self.called: list[dict] = []
         self.unexpected: list[tuple[str, int, str]] = []
         self.stop = threading.Event()
@@ -142,6 +143,8 @@ class Hall:
         with self._lock:
             if r.status_code == expected:
                 into.append(r.json())
+                if into is self.issued:
+                    self.issued_through[url] += 1
             else:
                 self.unexpected.append((url, r.status_code, r.text[:300]))
 
@@ -211,6 +214,16 @@ def test_two_daemons_share_one_queue_no_number_or_call_twice_and_each_sees_every
     by_daemon = Counter(t["window"] for t in hall.called)
     assert set(by_daemon) == set(ON), f"every window called: {by_daemon}"
 
+    # Each daemon's /metrics counts what was done through it; together, the hall.
+    for name, daemon in daemons.items():
+        counted = _metric(daemon.url, "kioskd_tickets_issued_total")
+        through = hall.issued_through[daemon.url]
+        assert counted == through, f"{name} counted {counted} issues, {through} went through it"
+        calls = _metric(daemon.url, "kioskd_tickets_called_total")
+        assert calls == sum(1 for t in hall.called if ON[t["window"]] == name), name
+        waits = _metric(daemon.url, "kioskd_ticket_wait_seconds_count")
+        assert waits == calls, f"{name}: every call's wait is measured, the other floor's issues too"
+
     # The database agrees: one row per number, one call per ticket.
     assert rows(url, "SELECT day, number FROM tickets GROUP BY day, number "
                      "HAVING count(*) > 1") == []
@@ -244,6 +257,15 @@ def test_two_daemons_share_one_queue_no_number_or_call_twice_and_each_sees_every
         assert calls == set(called), f"{name}'s display missed calls"
         theirs = {t["id"] for t in hall.called if ON[t["window"]] != name}
         assert theirs and theirs <= calls
+
+
+def _metric(url: str, name: str) -> float:
+    """The sum of a metric's samples (every label) in the daemon's /metrics."""
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _resumed(url: str, after: int, through: int) -> list[tuple[int, str]]:
