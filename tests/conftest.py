@@ -18,9 +18,10 @@ import pytest
 from fastapi import FastAPI
 
 from kioskd.app import create_app
-from kioskd.config import Auth, Config, Device, Guide, Hall, Limits, Service, Window, loads_config
+from kioskd.config import (Auth, Config, Device, Guide, Hall, Limits, Service, StoreSettings,
+                           Window, loads_config)
 from kioskd.queue import Queue
-from kioskd.store import SQLiteStore
+from kioskd.store import store_for
 
 from pgserver import PgServer
 
@@ -43,14 +44,16 @@ class Clock:
         self.now += seconds + 60 * minutes + 3600 * hours
 
 
-def small_hall(data_dir: Path, auth: Auth | None = None) -> Config:
+def small_hall(data_dir: Path, auth: Auth | None = None, store_url: str | None = None) -> Config:
     """不动产 (A), 企业开办 (B), 社保 (C); windows 1-2 comprehensive, 3 social security,
-    4 property only, 9 temporary."""
+    4 property only, 9 temporary. `store_url`: a PostgreSQL database (the `store_url`
+    fixture's), else the SQLite file in data_dir."""
     return Config(
         hall=Hall(name="测试政务服务中心", timezone="Asia/Shanghai", data_dir=data_dir,
                   number_width=3, readmit_within_min=30, readmit_after=2),
         auth=auth or Auth(),
         limits=Limits(0, 0),      # tests issue faster than kiosks can; test_limits sets its own
+        store=StoreSettings(store_url),
         services=(
             Service("property", "不动产登记", "A", "640100-001-01",
                     Guide(("不动产权属证书", "申请人身份证明"), "5个工作日", "不收费"), 10.0),
@@ -137,7 +140,8 @@ def demo_hall(base_dir: Path, printer_port: int = 9100) -> Config:
 @asynccontextmanager
 async def serving(config: Config, clock: Callable[[], float] = time.time
                   ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The application with its lifespan, and a client talking to it in-process."""
+    """The application with its lifespan, and a client talking to it in-process; its
+    store is the config's (`[store] url`, as `small_hall(..., store_url=)` sets it)."""
     app = create_app(config, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -239,8 +243,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    """One throwaway PostgreSQL server for the whole run (tests/pgserver.py)."""
-    server = PgServer()
+    """One throwaway PostgreSQL server for the whole run (tests/pgserver.py). Without
+    fsync: its tests kill daemons, not the server or the machine, so what a commit
+    wrote is in the kernel's cache either way (test_shared_store's outage test runs a
+    server of its own, with fsync, and crashes that)."""
+    server = PgServer(fsync=False)
     server.start()
     try:
         yield server
@@ -259,15 +266,36 @@ def clock() -> Clock:
     return Clock()
 
 
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets `BOTH_STORES = True` runs each test using `store_url` (through
+    `hall_config`, `queue`, ...) once on SQLite and once on PostgreSQL."""
+    if "store_url" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_STORES", False):
+        metafunc.parametrize("store_url", STORES, indirect=True, ids=STORES)
+
+
 @pytest.fixture
-def hall_config(tmp_path: Path) -> Config:
-    return small_hall(tmp_path / "var")
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """The hall's `[store] url`: None (the SQLite file in data_dir) unless the module
+    runs on both stores (BOTH_STORES) and this is its PostgreSQL run: then a fresh
+    database on the test server."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return None
+
+
+@pytest.fixture
+def hall_config(tmp_path: Path, store_url: str | None) -> Config:
+    return small_hall(tmp_path / "var", store_url=store_url)
 
 
 @pytest.fixture
 async def queue(hall_config: Config, clock: Clock):
-    """An open queue over a real SQLite file."""
-    store = SQLiteStore(hall_config.hall.data_dir / "kioskd.db")
+    """An open queue over the hall's store: a real SQLite file, or a real PostgreSQL
+    database (store_url)."""
+    store = store_for(hall_config)
     q = Queue(hall_config, store, clock)
     await store.open()
     await q.setup()

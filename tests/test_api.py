@@ -1,8 +1,10 @@
 """The HTTP API (contract §3): every route, every error code, the SSE stream, no 500s.
 
-These run the real application (SQLite on disk, the lifespan) in-process over
-an ASGI transport; the SSE tests run it behind a real uvicorn server. Roles and
-tokens are in test_auth.py; here the hall is open (loopback, no tokens).
+These run the real application (its store, the lifespan) in-process over an ASGI
+transport; the SSE tests run it behind a real uvicorn server. Every test runs on
+both stores (BOTH_STORES): the SQLite file on disk, and a PostgreSQL database of
+the test server. Roles and tokens are in test_auth.py; here the hall is open
+(loopback, no tokens).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Clock, running, small_hall
+from conftest import Clock, running
 from kioskd.app import create_app
 from kioskd.config import Config
 from kioskd.httpserver import BoundedHttpToolsProtocol
 
+BOTH_STORES = True
 API = "/api/v1"
 
 TICKET_KEYS = {"id", "number", "service", "status", "priority", "window", "issued_at",
@@ -38,8 +41,8 @@ STATUSES = {"waiting", "called", "serving", "done", "no_show", "cancelled"}
 # -- running the application -------------------------------------------------------------
 
 @pytest.fixture
-async def client(tmp_path, clock) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(small_hall(tmp_path / "var"), clock) as c:
+async def client(hall_config, clock) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(hall_config, clock) as c:
         yield c
 
 
@@ -390,6 +393,31 @@ async def test_unknown_window_is_404(client):
                   watch=(ticket["id"],), mentions=("77",))
 
 
+async def test_a_nul_in_an_id_or_a_filter_is_not_there_on_either_store(client):
+    """PostgreSQL text cannot hold a NUL, SQLite's can: a key with one is simply not
+    found, as on SQLite, never a 500; free text with one is refused, not stored."""
+    ticket = await issue(client, "property")
+    await act(client, "1", "call-next")
+    await act(client, "1", "complete")
+    for method, path, body in [("GET", "/tickets/%00", None),
+                               ("POST", "/tickets/%00/cancel", None),
+                               ("POST", "/tickets/%00/readmit", None),
+                               ("GET", "/appointments/%00", None),
+                               ("POST", "/appointments/%00/cancel", None),
+                               ("POST", "/windows/1/rating", {"ticket": "\x00", "level": 5})]:
+        await refused(client, method, path, 404, watch=(ticket["id"],),
+                      **({} if body is None else {"json": body}))
+    for query in ("ticket=%00", "date=2026-11-30&ticket=%00", "date=2026-11-30&window=%00",
+                  "date=2026-11-30&actor=%00"):
+        page = await get(client, f"{API}/audit?{query}")
+        assert page["entries"] == [], query
+    assert (await get(client, f"{API}/audit?ticket={ticket['id']}"))["entries"]
+    await refused(client, "POST", "/appointments", 422, mentions=("reference", "NUL"),
+                  json={"service": "property", "slot": "2026-11-30T10:00", "code": "K7Q2-9041",
+                        "reference": "YY-\x00-42"})
+    assert await get(client, f"{API}/appointments") == []
+
+
 # -- 409: nonsense in the current state ----------------------------------------------------------
 
 async def test_window_actions_without_a_current_ticket_are_409(client):
@@ -691,8 +719,8 @@ def check_message(message: dict, type_: str) -> dict:
     return data
 
 
-async def test_event_stream_live_and_resumed(tmp_path, clock):
-    async with served(small_hall(tmp_path / "var"), clock) as (base, app):
+async def test_event_stream_live_and_resumed(hall_config, clock):
+    async with served(hall_config, clock) as (base, app):
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             async with http.stream("GET", f"{API}/events") as r:
                 assert r.status_code == 200
@@ -735,9 +763,9 @@ async def test_event_stream_live_and_resumed(tmp_path, clock):
                 await stream.aclose()
 
 
-async def test_event_stream_resumes_across_a_restart(tmp_path, clock):
+async def test_event_stream_resumes_across_a_restart(hall_config, clock):
     """Ids survive a restart: a display reconnecting to the new process gets what it missed."""
-    config = small_hall(tmp_path / "var")
+    config = hall_config
     async with served(config, clock) as (base, app):
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             await http.post(f"{API}/tickets", json={"service": "property"})
@@ -753,10 +781,10 @@ async def test_event_stream_resumes_across_a_restart(tmp_path, clock):
                 await stream.aclose()
 
 
-async def test_event_stream_with_an_id_from_the_future_starts_afresh(tmp_path, clock):
+async def test_event_stream_with_an_id_from_the_future_starts_afresh(hall_config, clock):
     """A display that saw ids of another database (restored from a backup, reset) is not
     left silent until the new ids catch up with its Last-Event-ID."""
-    async with served(small_hall(tmp_path / "var"), clock) as (base, app):
+    async with served(hall_config, clock) as (base, app):
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             async with http.stream("GET", f"{API}/events",
                                    headers={"Last-Event-ID": "999999"}) as r:

@@ -1,23 +1,30 @@
 """kill -9 in the middle of a burst of issues and calls: nothing answered 2xx is lost,
-no number is given twice, no ticket is called twice."""
+no number is given twice, no ticket is called twice. On both stores (BOTH_STORES):
+the daemon's SQLite file, and a PostgreSQL database of the test server, the daemon
+then one instance of a shared-store hall (test_shared_store.shared_hall) calling at
+its own windows."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import httpx
 
 from daemon import Daemon, hall_toml
+from kioskd.config import load_config
+from storedump import dump
+from test_shared_store import WINDOWS as SHARED_WINDOWS, shared_hall
 
+BOTH_STORES = True
 API = "/api/v1"
 KIOSKS = 3
-WINDOWS = 3
+WINDOWS = 3               # the SQLite hall's; on PostgreSQL, the instance's own
 KILL_AFTER = 150          # answers before the kill: well inside the burst
 
 
-def burst(url: str, answered: dict, enough: threading.Event, stop: threading.Event):
+def burst(url: str, windows: tuple[str, ...], answered: dict, enough: threading.Event,
+          stop: threading.Event):
     lock = threading.Lock()
 
     def record(kind: str, body: dict) -> None:
@@ -38,7 +45,7 @@ def burst(url: str, answered: dict, enough: threading.Event, stop: threading.Eve
                     return                       # the daemon is gone
                 record("issued" if r.status_code == 201 else "unexpected", r.json())
 
-    def window(w: int) -> None:
+    def window(w: str) -> None:
         with httpx.Client(base_url=url, timeout=5) as client:
             i = 0
             while not stop.is_set() and i < 10_000:
@@ -53,20 +60,28 @@ def burst(url: str, answered: dict, enough: threading.Event, stop: threading.Eve
                     record("unexpected", r.json())
 
     threads = [threading.Thread(target=kiosk, args=(n,)) for n in range(KIOSKS)]
-    threads += [threading.Thread(target=window, args=(w,)) for w in range(1, WINDOWS + 1)]
+    threads += [threading.Thread(target=window, args=(w,)) for w in windows]
     for t in threads:
         t.start()
     return threads
 
 
-def test_kill_9_mid_burst_loses_nothing_answered(tmp_path: Path):
-    config = tmp_path / "devices.toml"
-    config.write_text(hall_toml(windows=WINDOWS), encoding="utf-8")
+def hall(directory: Path, store_url: str | None) -> tuple[Path, tuple[str, ...]]:
+    """The daemon's devices.toml, and the windows it calls at."""
+    if store_url is None:
+        config = directory / "devices.toml"
+        config.write_text(hall_toml(windows=WINDOWS), encoding="utf-8")
+        return config, tuple(str(w) for w in range(1, WINDOWS + 1))
+    return shared_hall(directory, store_url, "east"), SHARED_WINDOWS["east"]
+
+
+def test_kill_9_mid_burst_loses_nothing_answered(tmp_path: Path, store_url: str | None):
+    config, windows = hall(tmp_path, store_url)
     answered: dict[str, list] = {"issued": [], "called": [], "unexpected": []}
     enough, stop = threading.Event(), threading.Event()
 
     first = Daemon(config).start()
-    threads = burst(first.url, answered, enough, stop)
+    threads = burst(first.url, windows, answered, enough, stop)
     try:
         assert enough.wait(60), "the burst never got going"
         first.kill()                                   # SIGKILL mid-burst
@@ -89,7 +104,7 @@ def test_kill_9_mid_burst_loses_nothing_answered(tmp_path: Path):
                 assert client.get(f"{API}/tickets/{ticket['id']}").json()["status"] != "waiting"
             # The rest of the day: every window calls until nothing waits.
             called_after = []
-            for w in range(1, WINDOWS + 1):
+            for w in windows:
                 while (r := client.post(f"{API}/windows/{w}/call-next")).status_code == 200:
                     called_after.append(r.json())
                     assert len(called_after) < 100_000
@@ -103,12 +118,10 @@ def test_kill_9_mid_burst_loses_nothing_answered(tmp_path: Path):
     assert len(issued_numbers) == len(set(issued_numbers))
     assert fresh["number"] not in issued_numbers
 
-    db = config.parent / "var" / "kioskd.db"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT day, number, status FROM tickets").fetchall()
-    assert len(rows) == len({(day, number) for day, number, _ in rows}), "a number given twice"
-    assert {s for _, _, s in rows} <= {"waiting", "called", "done"}
+    rows = dump(load_config(config, env={}), ("tickets",))["tickets"]
+    assert len(rows) == len({(r["day"], r["number"]) for r in rows}), "a number given twice"
+    assert {r["status"] for r in rows} <= {"waiting", "called", "done"}
     # Every ticket of the day was called exactly once, before or after the crash,
     # except the new one just issued.
-    waiting = [n for _, n, s in rows if s == "waiting"]
+    waiting = [r["number"] for r in rows if r["status"] == "waiting"]
     assert waiting == [fresh["number"]]

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field, StrictBool
+from pydantic_core import PydanticCustomError
 
 from ..appointments import AppointmentView, Appointments, Booking, CheckIn, CODE_RULE
 from ..privacy import mask_name, mask_phone, scrub_text
@@ -34,6 +35,9 @@ def _masking(mask):
 
 
 def _scrubbing(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        # no booking system's id holds one, and PostgreSQL text cannot keep it
+        raise PydanticCustomError("nul_character", "holds a NUL character, which is not text")
     return scrub_text(value) if isinstance(value, str) else value
 
 
