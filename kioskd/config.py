@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,23 @@ class StoreSettings:
 _URL_SECRETS = (re.compile(r"(://[^/?#:@]*:)([^/?#]*)(@)"),
                 re.compile(r"([?&]password=)([^&#]*)()", re.I))
 _KEYWORD_SECRET = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)()", re.I)
+
+
+def _keypad_devices(devices: dict[str, Device]) -> Iterator[tuple[Device, str, bool]]:
+    """Each keypad device read without problems: (device, its table's label, whether
+    its keypads type like a keyboard)."""
+    for device in devices.values():
+        if device.driver == "keypad" and device.settings is not None:
+            yield device, _table_label("devices", device.id), device.settings.input is not None
+
+
+def _keypad_place(label: str, keyboard: bool, keypad: Any) -> tuple[str, str]:
+    """Where a problem of one keypad of a keypad device is written: its device's
+    `window` (a keyboard keypad), or its address in [devices.ID.keypads] / .raters]."""
+    if keyboard:
+        return label, "window"
+    table = "raters" if keypad.kind == "rater" else "keypads"
+    return f"{label[:-1]}.{table}]", str(keypad.address)
 
 
 def safe_url(url: str) -> str:
@@ -916,15 +933,9 @@ class _Reader:
     def check_keypads(self, devices: dict[str, Device], windows: dict[str, Window],
                       services: dict[str, Service]) -> None:
         """A keypad acts for a window the hall has, and transfers to services it has."""
-        for device in devices.values():
-            if device.driver != "keypad" or device.settings is None:
-                continue
-            label = _table_label("devices", device.id)
-            keyboard = device.settings.input is not None
+        for device, label, keyboard in _keypad_devices(devices):
             for keypad in device.settings.keypads.values():
-                where, key = ((label, "window") if keyboard else
-                              (f"{label[:-1]}.{'keypads' if keypad.kind == 'caller' else 'raters'}]",
-                               str(keypad.address)))
+                where, key = _keypad_place(label, keyboard, keypad)
                 if keypad.window not in windows:
                     self.problem(where, key, f"unknown window '{keypad.window}'"
                                              + _suggest(keypad.window, windows))
@@ -951,20 +962,13 @@ class _Reader:
                              f"device '{window.board}' is this daemon's (instance \"{mine}\") "
                              f"but window {window.id} is instance \"{other}\"'s; the board "
                              f"of a window belongs in the devices.toml of its instance")
-        for device in devices.values():
-            if device.driver != "keypad" or device.settings is None:
-                continue
-            label = _table_label("devices", device.id)
-            keyboard = device.settings.input is not None
+        for device, label, keyboard in _keypad_devices(devices):
             for keypad in device.settings.keypads.values():
                 other = elsewhere(keypad.window)
                 if other is None:
                     continue
                 what = "rating keypad" if keypad.kind == "rater" else "keypad"
-                where, key = ((label, "window") if keyboard else
-                              (f"{label[:-1]}.{'raters' if keypad.kind == 'rater' else 'keypads'}]",
-                               str(keypad.address)))
-                self.problem(where, key, f"device '{device.id}' is this daemon's (instance "
+                self.problem(*_keypad_place(label, keyboard, keypad), f"device '{device.id}' is this daemon's (instance "
                                          f"\"{mine}\") but its {what} is bound to window "
                                          f"{keypad.window}, which is instance \"{other}\"'s; "
                                          f"a window's keypads belong in the devices.toml of "

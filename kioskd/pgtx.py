@@ -32,7 +32,7 @@ from .records import (AlertRecord, Appointment, AuditEntry, Event, Rating, Ticke
 from .store import (_ALERT_COLUMNS, _APPOINTMENT_COLUMNS, _SELECT_ALERT, _SELECT_APPOINTMENT,
                     _SELECT_AUDIT, _SELECT_RATING, _SELECT_TICKET, _TICKET_COLUMNS,
                     _WRITE_FIELDS, _alert, _alert_params, _appointment, _appointment_params,
-                    _audit, _params, _ticket)
+                    _AUDIT_COLUMNS, _audit, _audit_params, _params, _ticket, audit_filter)
 
 log = logging.getLogger("kioskd.store")
 
@@ -391,15 +391,9 @@ class PgTx:
     # -- audit ----------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> int:
-        a = entry.actor
-        return self._row(
-            "INSERT INTO audit (at, day, action, actor, role, actor_window, terminal, token, "
-            "ticket, window_id, appointment, alert, device, detail) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (entry.at, entry.day, entry.action, a.label, a.role, a.window,
-             a.terminal, int(a.token), entry.ticket, entry.window or a.window,
-             entry.appointment, entry.alert, entry.device or a.device,
-             _dumps(entry.detail)))[0]
+        return self._row(f"INSERT INTO audit ({_AUDIT_COLUMNS}) "
+                         f"VALUES ({', '.join(['%s'] * 14)}) RETURNING id",
+                         _audit_params(entry))[0]
 
     def audit_entries(self, day: str | None, *, window: str | None = None,
                       ticket: str | None = None, actor: str | None = None, after_id: int = 0,
@@ -407,23 +401,9 @@ class PgTx:
         """Entries in the order they were written, after `after_id`, filtered by the
         hall's day, the window concerned, the ticket, and the actor (its label, or its
         role). Every day of a ticket when `day` is None (a ticket must be named then)."""
-        where, params = ["id > %s"], [after_id]
-        if day is not None:
-            where.append("day = %s")
-            params.append(day)
-        elif ticket is None:
-            raise ValueError("name a day or a ticket")
+        where, params = audit_filter(day, window, ticket, actor, after_id, "%s")
         if _unstorable(day, window, ticket, actor):
             return []
-        if ticket is not None:
-            where.append("ticket = %s")
-            params.append(ticket)
-        if window is not None:
-            where.append("window_id = %s")
-            params.append(window)
-        if actor is not None:
-            where.append("(actor = %s OR role = %s)")
-            params += [actor, actor]
         return [_audit(r) for r in self._rows(
             f"{_SELECT_AUDIT} WHERE {' AND '.join(where)} ORDER BY id LIMIT %s",
             (*params, limit))]

@@ -456,15 +456,9 @@ class SQLiteTx:
     # -- audit ----------------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> int:
-        a = entry.actor
         cur = self.conn.execute(
-            "INSERT INTO audit (at, day, action, actor, role, actor_window, terminal, token, "
-            "ticket, window_id, appointment, alert, device, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.at, entry.day, entry.action, a.label, a.role, a.window,
-             a.terminal, int(a.token), entry.ticket, entry.window or a.window,
-             entry.appointment, entry.alert, entry.device or a.device,
-             json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":"))))
+            f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            _audit_params(entry))
         return cur.lastrowid
 
     def audit_entries(self, day: str | None, *, window: str | None = None,
@@ -473,23 +467,8 @@ class SQLiteTx:
         """Entries in the order they were written, after `after_id`, filtered by the
         hall's day, the window concerned, the ticket, and the actor (its label, or its
         role). Every day of a ticket when `day` is None (a ticket must be named then)."""
-        where, params = ["id > ?"], [after_id]
-        if day is not None:
-            where.append("day = ?")
-            params.append(day)
-        elif ticket is None:
-            raise ValueError("name a day or a ticket")
-        index = "audit_by_day"
-        if ticket is not None:
-            where.append("ticket = ?")
-            params.append(ticket)
-            index = "audit_by_ticket"
-        if window is not None:
-            where.append("window_id = ?")
-            params.append(window)
-        if actor is not None:
-            where.append("(actor = ? OR role = ?)")
-            params += [actor, actor]
+        where, params = audit_filter(day, window, ticket, actor, after_id)
+        index = "audit_by_ticket" if ticket is not None else "audit_by_day"
         rows = self.conn.execute(
             f"{_SELECT_AUDIT} INDEXED BY {index} WHERE {' AND '.join(where)} "
             "ORDER BY id LIMIT ?", (*params, limit)).fetchall()
@@ -627,6 +606,40 @@ def _alert(row: sqlite3.Row) -> AlertRecord:
     values = dict(zip(("id", *_ALERT_FIELDS), row))
     values["detail"] = json.loads(values["detail"])
     return AlertRecord(**values)
+
+
+_AUDIT_COLUMNS = ("at, day, action, actor, role, actor_window, terminal, token, ticket, "
+                  "window_id, appointment, alert, device, detail")
+
+
+def _audit_params(entry: AuditEntry) -> tuple:
+    a = entry.actor
+    return (entry.at, entry.day, entry.action, a.label, a.role, a.window, a.terminal,
+            int(a.token), entry.ticket, entry.window or a.window, entry.appointment,
+            entry.alert, entry.device or a.device,
+            json.dumps(entry.detail, ensure_ascii=False, separators=(",", ":")))
+
+
+def audit_filter(day: str | None, window: str | None, ticket: str | None, actor: str | None,
+                 after_id: int, mark: str = "?") -> tuple[list[str], list[Any]]:
+    """The WHERE terms and parameters of an audit log query (`Tx.audit_entries`), with
+    the store's parameter `mark`."""
+    where, params = [f"id > {mark}"], [after_id]
+    if day is not None:
+        where.append(f"day = {mark}")
+        params.append(day)
+    elif ticket is None:
+        raise ValueError("name a day or a ticket")
+    if ticket is not None:
+        where.append(f"ticket = {mark}")
+        params.append(ticket)
+    if window is not None:
+        where.append(f"window_id = {mark}")
+        params.append(window)
+    if actor is not None:
+        where.append(f"(actor = {mark} OR role = {mark})")
+        params += [actor, actor]
+    return where, params
 
 
 _SELECT_AUDIT = ("SELECT id, at, day, action, role, actor_window, terminal, token, ticket, "
