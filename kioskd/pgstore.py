@@ -201,9 +201,10 @@ class PostgresStore:
         return result
 
     async def view(self, fn: Callable[[Tx], T]) -> T:
-        """`fn(tx)` that only reads, at the latest committed state, locking nothing:
-        a view must never make a call on another daemon skip the ticket it looks at."""
-        return await self._work(self._view, fn)
+        """`fn(tx)` that only reads: on one snapshot of what was committed when it
+        began, locking nothing (a view must never make a call on another daemon skip
+        the ticket it looks at). Here the same as `read`."""
+        return await self._work(self._read, fn)
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """`fn(tx)` on one read-only snapshot, holding no lock: for large reads."""
@@ -271,15 +272,12 @@ class PostgresStore:
                 self._drop_stale()
         raise AssertionError("unreachable")
 
-    def _view(self, fn: Callable[[Tx], T]) -> T:
-        return self._read(fn, "READ COMMITTED")
-
-    def _read(self, fn: Callable[[Tx], T], isolation: str = "REPEATABLE READ") -> T:
+    def _read(self, fn: Callable[[Tx], T]) -> T:
         from .pgtx import PgTx
         for attempt in (1, 2):
             try:
                 with self._connection() as conn, conn.transaction():
-                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}, READ ONLY")
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     result = fn(PgTx(conn, writing=False))
                 self._reached()
                 return result
