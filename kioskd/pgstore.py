@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import psycopg
@@ -196,8 +197,14 @@ class PostgresStore:
 
     async def transact(self, fn: Callable[[Tx], T]) -> T:
         result, events = await self._work(self._transact, fn)
-        if events:
-            await self._publish_through(events[-1].id, events)
+        if events:                             # published before the caller hears the answer
+            try:
+                await self._publish_through(events[-1].id, events)
+            except (StoreUnavailable, StoreClosed) as exc:
+                # committed all the same: the answer stands, and the follower publishes
+                # them once the log can be read again
+                log.warning("store: events %d to %d wait to be published: %s",
+                            events[0].id, events[-1].id, exc)
         return result
 
     async def view(self, fn: Callable[[Tx], T]) -> T:
@@ -337,13 +344,8 @@ class PostgresStore:
 
     def _read_after(self, after: int) -> list[Event]:
         """The log after `after`; each event this daemon did not write marked so."""
-        from .pgtx import PgTx
-        with self._connection() as conn:
-            events = PgTx(conn, writing=False).events_after(after, READ_BATCH)
-        for event in events:
-            if event.id not in self._mine:
-                object.__setattr__(event, "local", False)
-        return events
+        events = self._read(lambda tx: tx.events_after(after, READ_BATCH))
+        return [e if e.id in self._mine else replace(e, local=False) for e in events]
 
     def _deliver(self, events: list[Event]) -> None:
         self._cursor = events[-1].id
@@ -368,7 +370,7 @@ class PostgresStore:
             try:
                 async with self._publishing:
                     await self._catch_up()
-            except UNREACHABLE + (StoreClosed,):
+            except (StoreUnavailable, StoreClosed):
                 pass                           # the listener notices and reconnects
             except Exception:
                 log.exception("store: reading the event log failed")

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 import drivers
-from conftest import demo_frame, until
+from conftest import demo_frame, eventually, until
 from daemon import Daemon, hall_toml
 from kioskd.config import load_config
 from pgserver import PgServer
@@ -440,3 +440,35 @@ def _eventually_issued(client: httpx.Client) -> dict:
     until(issued, "issuing again after the database came back", wait=30, every=0.2)
     assert {r.status_code for r in answers[:-1]} <= {503}
     return answers[-1].json()
+
+
+async def test_an_answer_committed_stands_when_its_events_cannot_be_read_back(pg_url: str):
+    """Another daemon's event commits first, so this daemon must read the log to
+    publish in order; the log cannot be read just then (made unreadable in this
+    process: no transport fails the read-back alone). The operation was committed, so
+    its answer stands, and the follower publishes both events, in order, once the log
+    reads again."""
+    from kioskd.pgstore import PostgresStore
+    from kioskd.pgtx import write_events
+    from kioskd.records import Event
+    from kioskd.store import StoreUnavailable
+
+    store = PostgresStore(pg_url)              # no config: the store alone, no register
+    heard: list[Event] = []
+    store.on_commit = heard.extend
+    await store.open()
+    try:
+        def unreadable(fn):
+            raise StoreUnavailable("the log cannot be read just now")
+        store._read = unreadable
+        with psycopg.connect(pg_url) as other, other.transaction():
+            write_events(other, [Event(0, "window.changed", 1.0, {"window": "1"})])
+        answer = await store.transact(
+            lambda tx: (tx.emit("window.changed", 2.0, {"window": "2"}), "saved")[1])
+        assert answer == "saved" and heard == []
+        del store._read
+        await eventually(lambda: [e.data["window"] for e in heard], lambda w: w == ["1", "2"],
+                         "both events published in the log's order", wait=15)
+        assert [e.local for e in heard] == [False, True]
+    finally:
+        await store.close()

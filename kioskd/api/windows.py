@@ -29,9 +29,9 @@ async def on_this_daemon(w: str, request: Request) -> None:
                        f"console it serves)", "other_instance", instance=other)
 
 
-# the clerk of window `w`, or a supervisor, on the daemon that manages the window
 CLERK = window_role("supervisor")
-HERE = Depends(on_this_daemon)
+# the clerk of window `w`, or a supervisor, on the daemon that manages the window
+AT_WINDOW = [CLERK, Depends(on_this_daemon)]
 
 
 @router.get("/windows", response_model=list[WindowOut], summary="Every window and its ticket")
@@ -62,7 +62,7 @@ async def waiting(w: str, request: Request,
         for t in tickets])
 
 
-@router.get("/windows/{w}/access", responses=ERRORS, dependencies=[CLERK, HERE],
+@router.get("/windows/{w}/access", responses=ERRORS, dependencies=AT_WINDOW,
             summary="May this token act at this window? (changes nothing)")
 async def access(w: str, request: Request) -> dict:
     """200 when the token (or none, where the window has no token) may press this
@@ -73,7 +73,7 @@ async def access(w: str, request: Request) -> dict:
     return {"window": w, "allowed": True}
 
 
-@router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=[CLERK, HERE],
+@router.post("/windows/{w}/call-next", response_model=TicketOut, dependencies=AT_WINDOW,
              responses={**ERRORS, 204: {"description": "nothing is waiting"}},
              summary="Call the next ticket")
 async def call_next(w: str, request: Request):
@@ -90,35 +90,35 @@ async def call_next(w: str, request: Request):
 
 
 @router.post("/windows/{w}/recall", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Call the current ticket again")
+             dependencies=AT_WINDOW, summary="Call the current ticket again")
 async def recall(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.recall(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/start", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="The person arrived: start serving")
+             dependencies=AT_WINDOW, summary="The person arrived: start serving")
 async def start(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.start(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/complete", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Finish the current ticket")
+             dependencies=AT_WINDOW, summary="Finish the current ticket")
 async def complete(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.complete(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/no-show", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Nobody came")
+             dependencies=AT_WINDOW, summary="Nobody came")
 async def no_show(w: str, request: Request) -> TicketOut:
     queue: Queue = request.app.state.queue
     return TicketOut.of(await queue.no_show(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/transfer", response_model=TicketOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Send the current ticket to another service or window")
+             dependencies=AT_WINDOW, summary="Send the current ticket to another service or window")
 async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut:
     """The ticket queues again under its own number and keeps its original issue
     time, so the person does not go to the back of the line."""
@@ -128,14 +128,14 @@ async def transfer(w: str, body: TransferRequest, request: Request) -> TicketOut
 
 
 @router.post("/windows/{w}/pause", response_model=WindowOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Stop calling for a while")
+             dependencies=AT_WINDOW, summary="Stop calling for a while")
 async def pause(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
     return WindowOut.of(await queue.pause(w, actor=actor(request)), queue).answer()
 
 
 @router.post("/windows/{w}/resume", response_model=WindowOut, responses=ERRORS,
-             dependencies=[CLERK, HERE], summary="Call again after a pause")
+             dependencies=AT_WINDOW, summary="Call again after a pause")
 async def resume(w: str, request: Request) -> WindowOut:
     queue: Queue = request.app.state.queue
     return WindowOut.of(await queue.resume(w, actor=actor(request)), queue).answer()
